@@ -1,0 +1,301 @@
+"""The ONNX Runtime classifier: normalise, tokenise, window, batch by length, infer.
+
+How a list of texts becomes scores:
+
+1. :func:`~classifiers.normalize.normalize` each text (as in training), and
+   look it up in the dedupe cache.
+2. Tokenise the misses once, without truncation; cut each into windows of
+   ``max_tokens`` (with ``[CLS]``/``[SEP]``) every ``window_stride`` tokens,
+   so long texts are scored whole, not silently truncated.
+3. Sort windows by length and run them in chunks padded to the chunk's own
+   longest window: short chat lines never pay for a long one's padding.
+4. A text's score per category is the maximum over its windows.
+
+``prepare`` does 1-3 (pure CPU, tokenizers releases the GIL), ``infer`` does
+4 and the model run, so the stream overlaps the next batch's tokenising
+with this batch's inference.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from classifiers.cache import ScoreCache, text_key
+from classifiers.card import ModelCard, ModelLoadError, load_card
+from classifiers.normalize import normalize
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "modstream-minilm"
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+#: Windows per ONNX run: big enough to fill the CPU's vector units, small
+#: enough that one long outlier does not pad a whole batch.
+CHUNK_WINDOWS = 256
+
+
+def cpu_quota() -> int:
+    """CPUs this process may use: the cgroup quota if one is set, else the affinity mask."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            return max(1, math.floor(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+@dataclass
+class Prepared:
+    """A tokenised batch: cached rows, and length-sorted padded chunks of windows."""
+
+    n_texts: int
+    keys: list[bytes]
+    scores: np.ndarray  # [n_texts, n_categories], cached rows filled in
+    todo: np.ndarray  # indices of texts that need the model
+    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    #: per chunk, the text index each window belongs to
+    owners: list[np.ndarray] = field(default_factory=list)
+
+
+class OnnxClassifier:
+    """Scores texts with a model directory's ONNX file; see the module docstring.
+
+    Example::
+
+        clf = OnnxClassifier(DEFAULT_MODEL_DIR)
+        scores = clf.score(["you are wonderful", "i will hurt you"])  # [2, n_categories]
+    """
+
+    def __init__(
+        self,
+        model_dir: Path = DEFAULT_MODEL_DIR,
+        *,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        variant: str = "auto",
+        intra_op_threads: int = 0,
+        cache_size: int = 0,
+        trt_cache_dir: Path | None = None,
+        chunk_windows: int = CHUNK_WINDOWS,
+        sort_by_length: bool = True,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.card: ModelCard = load_card(self.model_dir)
+        self.name, self.version = self.card.name, self.card.version
+        self.categories = self.card.categories
+        self.thresholds = dict(self.card.thresholds)
+        self.cache = ScoreCache(cache_size)
+        self.chunk_windows = chunk_windows
+        self.sort_by_length = sort_by_length
+        self._tokenizer = self._load_tokenizer()
+        self._cls = self._token_id("[CLS]")
+        self._sep = self._token_id("[SEP]")
+        self._pad = self._token_id("[PAD]")
+        self.session, self.variant = self._load_session(
+            providers, variant, intra_op_threads or cpu_quota(), trt_cache_dir
+        )
+        self.provider = self.session.get_providers()[0]
+        self._on_gpu = self.provider in GPU_PROVIDERS
+        self._input_names = {i.name for i in self.session.get_inputs()}
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _load_tokenizer(self) -> Tokenizer:
+        path = self.model_dir / self.card.tokenizer
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises its own Exception type
+            raise ModelLoadError(f"cannot load tokenizer {path}: {exc}") from exc
+        tok.no_truncation()
+        tok.no_padding()
+        return tok
+
+    def _token_id(self, token: str) -> int:
+        token_id = self._tokenizer.token_to_id(token)
+        if token_id is None:
+            raise ModelLoadError(f"tokenizer has no {token} token")
+        return int(token_id)
+
+    def _variant_file(self, variant: str, providers: Sequence[str]) -> tuple[str, Path]:
+        if variant == "auto":
+            wants_gpu = any(
+                p in GPU_PROVIDERS for p in providers if p in ort.get_available_providers()
+            )
+            order = ["fp16", "fp32", "int8"] if wants_gpu else ["int8", "fp32", "fp16"]
+            variant = next((v for v in order if v in self.card.variants), order[0])
+        name = self.card.variants.get(variant)
+        if name is None:
+            raise ModelLoadError(
+                f"model has no {variant!r} variant (has {sorted(self.card.variants)}); "
+                "set MODSTREAM_MODEL_VARIANT"
+            )
+        path = self.model_dir / name
+        if not path.is_file():
+            raise ModelLoadError(f"model file {path} is missing")
+        return variant, path
+
+    def _load_session(
+        self,
+        providers: Sequence[str],
+        variant: str,
+        threads: int,
+        trt_cache_dir: Path | None,
+    ) -> tuple[ort.InferenceSession, str]:
+        available = set(ort.get_available_providers())
+        usable = [p for p in providers if p in available]
+        for p in providers:
+            if p not in available:
+                log.warning("execution provider %s is not available here; skipping it", p)
+        if "CPUExecutionProvider" not in usable:
+            usable.append("CPUExecutionProvider")
+        variant, path = self._variant_file(variant, usable)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Fall back one provider at a time: a CUDA install without a GPU fails at
+        # session creation, not at import, so a failure means "try the next one".
+        last_error: Exception | None = None
+        for start in range(len(usable)):
+            chain = usable[start:]
+            try:
+                session = ort.InferenceSession(
+                    str(path),
+                    sess_options=options,
+                    providers=self._with_options(chain, trt_cache_dir),
+                )
+            except Exception as exc:  # onnxruntime raises several unrelated types
+                last_error = exc
+                if chain[0] == "CPUExecutionProvider":
+                    break
+                log.warning("execution provider %s failed (%s); falling back", chain[0], exc)
+                continue
+            if session.get_providers()[0] != chain[0]:
+                log.warning(
+                    "execution provider %s was not used; running on %s",
+                    chain[0],
+                    session.get_providers()[0],
+                )
+            return session, variant
+        raise ModelLoadError(f"cannot load {path}: {last_error}")
+
+    @staticmethod
+    def _with_options(
+        chain: Sequence[str], trt_cache_dir: Path | None
+    ) -> list[str | tuple[str, dict[str, str]]]:
+        out: list[str | tuple[str, dict[str, str]]] = []
+        for p in chain:
+            if p == "TensorrtExecutionProvider":
+                cache = str(trt_cache_dir or Path("/tmp/modstream-trt"))
+                Path(cache).mkdir(parents=True, exist_ok=True)
+                out.append(
+                    (
+                        p,
+                        {
+                            "trt_fp16_enable": "True",
+                            "trt_engine_cache_enable": "True",
+                            "trt_engine_cache_path": cache,
+                        },
+                    )
+                )
+            else:
+                out.append(p)
+        return out
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def windows(self, ids: Sequence[int]) -> list[list[int]]:
+        """Cut token ids (no special tokens) into model windows with ``[CLS]``/``[SEP]``."""
+        span = self.card.max_tokens - 2
+        stride = self.card.window_stride
+        starts = range(0, max(1, len(ids) - span + stride), stride) if len(ids) > span else [0]
+        out = []
+        for s in starts:
+            out.append([self._cls, *ids[s : s + span], self._sep])
+            if s + span >= len(ids):
+                break
+        return out
+
+    def prepare(self, texts: Sequence[str]) -> Prepared:
+        normalized = [normalize(t) for t in texts]
+        keys = [text_key(t) for t in normalized]
+        scores = np.zeros((len(texts), len(self.categories)), dtype=np.float32)
+        todo = []
+        for i, key in enumerate(keys):
+            row = self.cache.get(key)
+            if row is None:
+                todo.append(i)
+            else:
+                scores[i] = row
+        prepared = Prepared(len(texts), keys, scores, np.asarray(todo, dtype=np.int64))
+        if not todo:
+            return prepared
+        encodings = self._tokenizer.encode_batch(
+            [normalized[i] for i in todo], add_special_tokens=False
+        )
+        windows: list[list[int]] = []
+        owners: list[int] = []
+        for i, enc in zip(todo, encodings, strict=True):
+            for w in self.windows(enc.ids):
+                windows.append(w)
+                owners.append(i)
+        order = (
+            np.argsort([len(w) for w in windows], kind="stable") if self.sort_by_length else None
+        )
+        if order is None:
+            order = np.arange(len(windows))
+        owner_arr = np.asarray(owners, dtype=np.int64)
+        for start in range(0, len(order), self.chunk_windows):
+            idx = order[start : start + self.chunk_windows]
+            width = max(len(windows[j]) for j in idx)
+            input_ids = np.full((len(idx), width), self._pad, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, j in enumerate(idx):
+                w = windows[j]
+                input_ids[row, : len(w)] = w
+                mask[row, : len(w)] = 1
+            prepared.chunks.append((input_ids, mask, np.zeros_like(input_ids)))
+            prepared.owners.append(owner_arr[idx])
+        return prepared
+
+    def infer(self, prepared: Prepared) -> np.ndarray:
+        scores = prepared.scores
+        if not len(prepared.todo):
+            return scores
+        window_max = np.zeros_like(scores)
+        for (input_ids, mask, types), owners in zip(prepared.chunks, prepared.owners, strict=True):
+            out = self._run(input_ids, mask, types)
+            np.maximum.at(window_max, owners, out)
+        scores[prepared.todo] = window_max[prepared.todo]
+        for i in prepared.todo:
+            self.cache.put(prepared.keys[i], scores[i].copy())
+        return scores
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        return self.infer(self.prepare(texts))
+
+    def _run(self, input_ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
+        feeds = {k: v for k, v in feeds.items() if k in self._input_names}
+        if self._on_gpu:
+            return self._run_bound(feeds)
+        return np.asarray(self.session.run(["scores"], feeds)[0], dtype=np.float32)
+
+    def _run_bound(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """CUDA/TensorRT: IO binding copies inputs once and keeps outputs on the device until read."""
+        binding = self.session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0))
+        binding.bind_output("scores", "cuda", 0)
+        self.session.run_with_iobinding(binding)
+        return np.asarray(binding.copy_outputs_to_cpu()[0], dtype=np.float32)

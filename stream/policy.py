@@ -1,0 +1,116 @@
+"""The moderation policy: per-category thresholds and the action each category triggers.
+
+Thresholds default to the model card's (chosen on the validation split);
+a policy file can override any of them and choose actions. A flagged result
+carries the strictest action among its triggered categories.
+
+Policy file (YAML)::
+
+    name: default
+    version: 1
+    thresholds: {harassment: 0.7}
+    actions: {harassment: warn, sexual/minors: block}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stream.errors import ConfigError
+
+#: strictest first
+ACTIONS = ("block", "review", "warn")
+
+DEFAULT_ACTIONS: dict[str, str] = {
+    "sexual": "review",
+    "sexual/minors": "block",
+    "hate": "review",
+    "hate/threatening": "block",
+    "harassment": "warn",
+    "harassment/threatening": "block",
+    "self-harm": "review",
+    "self-harm/intent": "review",
+    "self-harm/instructions": "block",
+    "violence": "review",
+    "violence/graphic": "review",
+    "illicit": "review",
+    "illicit/violent": "block",
+}
+
+
+class PolicyFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "default"
+    version: int = Field(1, ge=1)
+    thresholds: dict[str, float] = {}
+    actions: dict[str, str] = {}
+
+
+class Policy:
+    """Decides ``categories``, ``flagged`` and the action from a row of scores."""
+
+    def __init__(
+        self,
+        categories: Sequence[str],
+        card_thresholds: Mapping[str, float],
+        spec: PolicyFile | None = None,
+    ) -> None:
+        spec = spec or PolicyFile()
+        for field, mapping in (("thresholds", spec.thresholds), ("actions", spec.actions)):
+            unknown = sorted(set(mapping) - set(categories))
+            if unknown:
+                raise ConfigError(
+                    f"policy {field} name categories the model does not score: {unknown}; "
+                    f"it scores {list(categories)}"
+                )
+        bad = {c: a for c, a in spec.actions.items() if a not in ACTIONS}
+        if bad:
+            raise ConfigError(f"policy actions {bad} are not one of {list(ACTIONS)}")
+        out_of_range = {c: t for c, t in spec.thresholds.items() if not 0.0 < t <= 1.0}
+        if out_of_range:
+            raise ConfigError(f"policy thresholds {out_of_range} must be in (0, 1]")
+        self.categories = tuple(categories)
+        self.thresholds = {c: float(spec.thresholds.get(c, card_thresholds[c])) for c in categories}
+        self.actions = {
+            c: spec.actions.get(c, DEFAULT_ACTIONS.get(c, "review")) for c in categories
+        }
+        self.id = f"{spec.name}@{spec.version}"
+        self._threshold_row = [self.thresholds[c] for c in self.categories]
+        self._rank = {a: i for i, a in enumerate(ACTIONS)}
+
+    def triggered(self, scores: Sequence[float]) -> list[str]:
+        return [
+            c
+            for c, s, t in zip(self.categories, scores, self._threshold_row, strict=True)
+            if s >= t
+        ]
+
+    def action(self, triggered: Sequence[str]) -> str | None:
+        if not triggered:
+            return None
+        return min((self.actions[c] for c in triggered), key=self._rank.__getitem__)
+
+
+def load_policy(
+    path: Path | None, categories: Sequence[str], card_thresholds: Mapping[str, float]
+) -> Policy:
+    """The default policy, or the one in ``path``; a bad file raises :class:`ConfigError`."""
+    if path is None:
+        return Policy(categories, card_thresholds)
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        spec = PolicyFile.model_validate(data)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read policy_file (MODSTREAM_POLICY_FILE) {str(path)!r}: {exc}"
+        ) from exc
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(
+            f"policy_file (MODSTREAM_POLICY_FILE) {str(path)!r} is invalid: {exc}"
+        ) from exc
+    return Policy(categories, card_thresholds, spec)
