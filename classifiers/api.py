@@ -60,3 +60,20 @@ class NullClassifier:
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         return self.infer(self.prepare(texts))
+
+
+def load_classifier(model_dir: Any = None, **options: Any) -> TextClassifier:
+    """The ONNX classifier for ``model_dir`` (the bundled model when ``None``).
+
+    Imported lazily so that code which only needs the protocol (the stream's
+    tests with a fake classifier) does not load ONNX Runtime.
+    """
+    from classifiers.runtime import DEFAULT_MODEL_DIR, OnnxClassifier
+
+    return OnnxClassifier(model_dir or DEFAULT_MODEL_DIR, **options)
+
+
+def moderate(classifier: TextClassifier, texts: Sequence[str]) -> list[dict[str, Any]]:
+    """OpenAI-shaped results for ``texts`` at the model card's thresholds."""
+    scores = classifier.score(texts)
+    return [to_result(row, classifier.categories, classifier.thresholds) for row in scores]

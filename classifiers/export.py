@@ -48,6 +48,13 @@ FP32_FILE = "model.fp32.onnx"
 INT8_FILE = "model.int8.onnx"
 FP16_FILE = "model.fp16.onnx"
 REPORT_FILE = "export_report.json"
+#: How the int8 graph is made. ``fuse_then_quantize`` quantises ORT's fused
+#: graph (QAttention); ``quantize_only`` quantises the plain export's MatMuls
+#: and lets ORT's session-time optimiser do the rest; ``quantize_then_fuse``
+#: fuses what the fuser still recognises after quantisation. Which is fastest
+#: depends on the CPU: measure with ``--compare-orders``.
+INT8_RECIPES = ("fuse_then_quantize", "quantize_only", "quantize_then_fuse")
+DEFAULT_INT8_RECIPE = "fuse_then_quantize"
 OPSET = 17
 #: torch fp32 vs ONNX fp32 must agree this closely, or the export is refused
 PARITY_TOL = 1e-4
@@ -100,9 +107,7 @@ def fuse(src: Path, dst: Path, num_heads: int, hidden_size: int) -> dict[str, in
     """ORT's BERT fusion (Attention, EmbedLayerNorm, SkipLayerNorm, BiasGelu); returns op counts."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    opt = optimize_model(
-        str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size
-    )
+    opt = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size)
     opt.save_model_to_file(str(dst))
     stats = opt.get_fused_operator_statistics()
     return {k: int(v) for k, v in stats.items() if v}
@@ -189,6 +194,34 @@ def time_session(session: Any, feeds: dict[str, np.ndarray], repeats: int = 5) -
     return float(np.median(times))
 
 
+def build_int8(raw: Path, fused: Path, dst: Path, recipe: str, heads: int, hidden: int) -> Path:
+    """Write the int8 graph by ``recipe`` (see :data:`INT8_RECIPES`)."""
+    if recipe == "fuse_then_quantize":
+        return quantize_int8(fused, dst)
+    if recipe == "quantize_only":
+        return quantize_int8(raw, dst)
+    if recipe == "quantize_then_fuse":
+        with tempfile.TemporaryDirectory(prefix="modstream-q-") as tmp:
+            quantize_int8(raw, Path(tmp) / "q.onnx")
+            fuse(Path(tmp) / "q.onnx", dst, heads, hidden)
+        return dst
+    raise ValueError(f"int8_recipe {recipe!r} is not one of {INT8_RECIPES}")
+
+
+def benchmark_feeds(seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Synthetic timing batches: chat-like (32 windows, padded, <= 48 tokens) and full windows."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for batch, seq, padded in ((32, 48, True), (8, 128, False)):
+        mask = np.ones((batch, seq), dtype=np.int64)
+        if padded:
+            for row in range(batch):
+                mask[row, rng.integers(4, seq + 1) :] = 0
+        ids = rng.integers(1000, 20000, (batch, seq)).astype(np.int64) * mask
+        out.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
+    return out
+
+
 def export_model(
     model: MeanPoolClassifier,
     tokenizer_path: Path,
@@ -196,6 +229,7 @@ def export_model(
     *,
     max_tokens: int = 128,
     stride: int = 96,
+    int8_recipe: str = DEFAULT_INT8_RECIPE,
     texts: Sequence[str] = PARITY_TEXTS,
     compare_orders: bool = False,
     threads: int = 1,
@@ -203,33 +237,43 @@ def export_model(
     """Write the fp32, int8 and fp16 graphs and the tokenizer to ``out_dir``; return the report.
 
     Raises:
-        ValueError: a graph breaks the I/O contract, or ONNX fp32 differs from
-            torch by more than :data:`PARITY_TOL`.
+        ValueError: a graph breaks the I/O contract, ONNX fp32 differs from
+            torch by more than :data:`PARITY_TOL`, or ``int8_recipe`` is unknown.
     """
     import torch
 
+    if int8_recipe not in INT8_RECIPES:
+        raise ValueError(f"int8_recipe {int8_recipe!r} is not one of {INT8_RECIPES}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # training runs sdpa attention; only the eager graph is fused into Attention nodes
+    model.encoder.set_attn_implementation("eager")
     cfg = model.encoder.config
+    heads, hidden = int(cfg.num_attention_heads), int(cfg.hidden_size)
     n_labels = model.head.out_features
     scorer = SigmoidScorer(model).eval()
-    report: dict[str, Any] = {"opset": OPSET, "exporter": "torch.onnx.export(dynamo=False)"}
+    report: dict[str, Any] = {
+        "opset": OPSET,
+        "exporter": "torch.onnx.export(dynamo=False)",
+        "int8_recipe": int8_recipe,
+    }
     timings: dict[str, float] = {}
 
     with tempfile.TemporaryDirectory(prefix="modstream-export-") as tmp_name:
         tmp = Path(tmp_name)
-        raw = tmp / "raw.fp32.onnx"
+        raw, fused = out_dir / FP32_FILE, tmp / "fused.fp32.onnx"
         t0 = time.perf_counter()
         export_fp32(scorer, raw)
         timings["export_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        report["fused_ops"] = fuse(
-            raw, out_dir / FP32_FILE, int(cfg.num_attention_heads), int(cfg.hidden_size)
-        )
+        report["fused_ops"] = fuse(raw, fused, heads, hidden)
+        if not report["fused_ops"].get("Attention"):
+            report["warnings"] = ["attention was not fused: the fp16 graph will be slow on GPU"]
         timings["fuse_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        quantize_int8(out_dir / FP32_FILE, out_dir / INT8_FILE)
-        timings["quantize_s"] = time.perf_counter() - t0
-        convert_fp16(out_dir / FP32_FILE, out_dir / FP16_FILE)
+        build_int8(raw, fused, out_dir / INT8_FILE, int8_recipe, heads, hidden)
+        timings["int8_s"] = time.perf_counter() - t0
+        # the GPU variant keeps the fused graph: fused Attention is where CUDA gains most
+        convert_fp16(fused, out_dir / FP16_FILE)
         shutil.copyfile(tokenizer_path, out_dir / TOKENIZER_FILE)
 
         report["io"] = check_io(out_dir / INT8_FILE, n_labels)
@@ -239,36 +283,34 @@ def export_model(
         feeds = parity_feeds(tokenizer_path, texts, max_tokens, stride)
         with torch.no_grad():
             reference = scorer(*(torch.from_numpy(feeds[k]) for k in INPUT_NAMES)).numpy()
-        outputs = {
-            "raw_fp32": run_onnx(_session(raw, threads), feeds),
-            "fp32": run_onnx(_session(out_dir / FP32_FILE, threads), feeds),
-            "int8": run_onnx(_session(out_dir / INT8_FILE, threads), feeds),
-        }
+        fp32 = run_onnx(_session(raw, threads), feeds)
+        int8 = run_onnx(_session(out_dir / INT8_FILE, threads), feeds)
         parity: dict[str, Any] = {
             "batch_shape": list(feeds["input_ids"].shape),
-            "torch_vs_onnx_fp32_unfused_max_abs": float(np.abs(reference - outputs["raw_fp32"]).max()),
-            "torch_vs_onnx_fp32_max_abs": float(np.abs(reference - outputs["fp32"]).max()),
-            "int8_vs_fp32_max_abs": float(np.abs(outputs["int8"] - outputs["fp32"]).max()),
-            "int8_vs_fp32_mean_abs": float(np.abs(outputs["int8"] - outputs["fp32"]).mean()),
+            "torch_vs_onnx_fp32_max_abs": float(np.abs(reference - fp32).max()),
+            "torch_vs_onnx_fused_fp32_max_abs": float(
+                np.abs(reference - run_onnx(_session(fused, threads), feeds)).max()
+            ),
+            "int8_vs_fp32_max_abs": float(np.abs(int8 - fp32).max()),
+            "int8_vs_fp32_mean_abs": float(np.abs(int8 - fp32).mean()),
         }
         try:
             fp16 = run_onnx(_session(out_dir / FP16_FILE, threads), feeds)
-            parity["fp16_vs_fp32_max_abs_cpu"] = float(np.abs(fp16 - outputs["fp32"]).max())
+            parity["fp16_vs_fp32_max_abs_cpu"] = float(np.abs(fp16 - fp32).max())
         except Exception as exc:  # CPU EP may lack fp16 kernels; the GPU is where it runs
             parity["fp16_vs_fp32_max_abs_cpu"] = f"not runnable on CPU: {exc}"[:300]
         report["parity"] = parity
         worst = max(
-            parity["torch_vs_onnx_fp32_unfused_max_abs"], parity["torch_vs_onnx_fp32_max_abs"]
+            parity["torch_vs_onnx_fp32_max_abs"], parity["torch_vs_onnx_fused_fp32_max_abs"]
         )
         if not worst < PARITY_TOL:
             raise ValueError(
                 f"ONNX fp32 differs from torch by {worst:.2e} (limit {PARITY_TOL:.0e}); "
                 "refusing to write a model that scores differently from the one trained"
             )
-
         if compare_orders:
-            report["orders"] = _compare_orders(
-                raw, out_dir, cfg, outputs["fp32"], feeds, threads, tmp
+            report["orders"] = compare_int8_recipes(
+                raw, fused, fp32, feeds, threads, tmp, heads, hidden
             )
 
     report["timings"] = {k: round(v, 3) for k, v in timings.items()}
@@ -280,41 +322,36 @@ def export_model(
     return report
 
 
-def _compare_orders(
+def compare_int8_recipes(
     raw: Path,
-    out_dir: Path,
-    cfg: Any,
+    fused: Path,
     fp32: np.ndarray,
     feeds: dict[str, np.ndarray],
     threads: int,
     tmp: Path,
+    heads: int,
+    hidden: int,
 ) -> dict[str, Any]:
-    """Latency and error of fuse->quantize, quantize->fuse and quantize-only int8 graphs."""
-    heads, hidden = int(cfg.num_attention_heads), int(cfg.hidden_size)
-    candidates = {"fuse_then_quantize": out_dir / INT8_FILE}
-    quantize_int8(raw, tmp / "q_only.onnx")
-    candidates["quantize_only"] = tmp / "q_only.onnx"
-    try:
-        fuse(tmp / "q_only.onnx", tmp / "q_then_f.onnx", heads, hidden)
-        candidates["quantize_then_fuse"] = tmp / "q_then_f.onnx"
-    except Exception as exc:
-        candidates["quantize_then_fuse"] = Path(f"failed: {exc}")
-    rows: dict[str, Any] = {
-        "fp32_fused": {"latency_ms": 1000 * time_session(_session(out_dir / FP32_FILE, threads), feeds)},
-        "fp32_unfused": {"latency_ms": 1000 * time_session(_session(raw, threads), feeds)},
-    }
-    for name, path in candidates.items():
-        if not path.is_file():
-            rows[name] = {"error": str(path)}
-            continue
+    """Median latency of each graph on the timing batches, and each int8 graph's error."""
+    graphs = {"fp32": raw, "fp32_fused": fused}
+    for recipe in INT8_RECIPES:
+        graphs[f"int8_{recipe}"] = build_int8(
+            raw, fused, tmp / f"{recipe}.onnx", recipe, heads, hidden
+        )
+    batches = benchmark_feeds()
+    rows: dict[str, Any] = {}
+    for name, path in graphs.items():
         sess = _session(path, threads)
-        out = run_onnx(sess, feeds)
-        rows[name] = {
-            "latency_ms": 1000 * time_session(sess, feeds),
-            "max_abs_vs_fp32": float(np.abs(out - fp32).max()),
-            "size_mb": round(path.stat().st_size / 2**20, 2),
+        row: dict[str, Any] = {
+            f"latency_ms_{b['input_ids'].shape[0]}x{b['input_ids'].shape[1]}": round(
+                1000 * time_session(sess, b, repeats=10), 1
+            )
+            for b in batches
         }
-    return {"threads": threads, "batch_shape": list(feeds["input_ids"].shape), **rows}
+        row["max_abs_vs_fp32"] = float(np.abs(run_onnx(sess, feeds) - fp32).max())
+        row["size_mb"] = round(path.stat().st_size / 2**20, 2)
+        rows[name] = row
+    return {"threads": threads, **rows}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -325,6 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument(
         "--compare-orders", action="store_true", help="also time quantize/fuse orders"
+    )
+    parser.add_argument(
+        "--int8-recipe",
+        choices=INT8_RECIPES,
+        default=None,
+        help="how to build the int8 graph (default: the one the training config chose)",
     )
     parser.add_argument("--threads", type=int, default=1, help="ORT threads for parity/timing")
     args = parser.parse_args(argv)
@@ -338,12 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out,
         max_tokens=meta.max_tokens,
         stride=meta.window_stride,
+        int8_recipe=args.int8_recipe or meta.extra.get("int8_recipe", DEFAULT_INT8_RECIPE),
         compare_orders=args.compare_orders,
         threads=args.threads,
     )
-    card = args.checkpoint.parent / "model_card.json"
-    if card.is_file() and card.parent.resolve() != args.out.resolve():
-        shutil.copyfile(card, args.out / "model_card.json")
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

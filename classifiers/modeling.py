@@ -139,7 +139,9 @@ def save_checkpoint(
     return out_dir
 
 
-def load_checkpoint(ckpt_dir: Path, attn: str = "eager") -> tuple[MeanPoolClassifier, CheckpointMeta]:
+def load_checkpoint(
+    ckpt_dir: Path, attn: str = "eager"
+) -> tuple[MeanPoolClassifier, CheckpointMeta]:
     """Rebuild the model from a checkpoint directory, in eval mode.
 
     ``attn="eager"`` gives the attention pattern ONNX Runtime's BERT fusion

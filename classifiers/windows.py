@@ -8,8 +8,10 @@ identically, so they all call :func:`encode_windows`.
 Window geometry: ``max_tokens`` counts ``[CLS]`` and ``[SEP]``, so a window
 holds ``max_tokens - 2`` text tokens; consecutive windows start ``stride``
 tokens apart (``stride`` is the step, not the overlap: 128/96 gives 126-token
-windows overlapping by 30). The last window is aligned to the end of the text
-so no token is left out and no window is short.
+windows overlapping by 30), until a window reaches the end of the text; the
+last window may be shorter. This is the serving runtime's geometry
+(:meth:`classifiers.runtime.OnnxClassifier.windows`); a unit test holds the
+two together.
 
 Needs only ``tokenizers`` and numpy (no torch), so serving can import it.
 """
@@ -61,18 +63,19 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
 def window_starts(n_tokens: int, window: int, stride: int) -> list[int]:
     """Start offsets of the text-token windows covering ``n_tokens`` tokens.
 
+    Windows start every ``stride`` tokens until one reaches the end (the last
+    one may be shorter), exactly as :meth:`classifiers.runtime.OnnxClassifier.windows`.
+
     >>> window_starts(10, 126, 96)
     [0]
     >>> window_starts(300, 126, 96)
-    [0, 96, 174]
+    [0, 96, 192]
     """
     if window < 1 or stride < 1:
         raise ValueError(f"window ({window}) and stride ({stride}) must be positive")
-    if n_tokens <= window:
-        return [0]
-    starts = list(range(0, n_tokens - window + 1, stride))
-    if starts[-1] + window < n_tokens:
-        starts.append(n_tokens - window)
+    starts = [0]
+    while starts[-1] + window < n_tokens:
+        starts.append(starts[-1] + stride)
     return starts
 
 
@@ -84,9 +87,7 @@ def split_windows(
     if stride > window:
         raise ValueError(f"stride {stride} is larger than the window ({window} text tokens)")
     ids = list(token_ids)
-    return [
-        [cls_id, *ids[s : s + window], sep_id] for s in window_starts(len(ids), window, stride)
-    ]
+    return [[cls_id, *ids[s : s + window], sep_id] for s in window_starts(len(ids), window, stride)]
 
 
 def encode_windows(
@@ -97,9 +98,7 @@ def encode_windows(
     sep_id = tokenizer.token_to_id(SEP_TOKEN)
     if cls_id is None or sep_id is None:
         raise ValueError("tokenizer has no [CLS]/[SEP] tokens; is it a BERT WordPiece tokenizer?")
-    encodings = tokenizer.encode_batch(
-        [normalize(t) for t in texts], add_special_tokens=False
-    )
+    encodings = tokenizer.encode_batch([normalize(t) for t in texts], add_special_tokens=False)
     ids: list[list[int]] = []
     doc: list[int] = []
     for i, enc in enumerate(encodings):

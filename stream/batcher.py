@@ -55,6 +55,7 @@ class Batcher(Generic[T]):
         """Buffer ``items``, waiting first while the buffer is full (backpressure)."""
         for item in items:
             while len(self._items) >= self.max_pending and not self._closed:
+                self._arrived.set()  # wake the taker before waiting for room
                 self._drained.clear()
                 await self._drained.wait()
             if self._closed:

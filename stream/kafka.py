@@ -48,18 +48,20 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
     return opts
 
 
-def make_consumer(kafka: KafkaSettings, max_records: int) -> AIOKafkaConsumer:
-    """A consumer with manual commits: offsets are committed only after outputs are acked."""
+def make_consumer(kafka: KafkaSettings) -> AIOKafkaConsumer:
+    """A consumer with manual commits: offsets are committed only after outputs are acked.
+
+    Not subscribed yet: the caller subscribes with its rebalance listener.
+    """
     return AIOKafkaConsumer(
-        kafka.input_topic,
         group_id=kafka.group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_poll_records=max_records,
+        max_poll_records=kafka.fetch_max_records,
         fetch_max_bytes=16 * 1024 * 1024,
         max_partition_fetch_bytes=4 * 1024 * 1024,
-        session_timeout_ms=30_000,
-        heartbeat_interval_ms=3_000,
+        session_timeout_ms=kafka.session_timeout_ms,
+        heartbeat_interval_ms=max(500, kafka.session_timeout_ms // 10),
         max_poll_interval_ms=300_000,
         retry_backoff_ms=200,
         **client_options(kafka),

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from classifiers.api import TextClassifier
-from stream.batcher import Batcher
+from stream.batcher import Batcher, BatcherClosed
 from stream.decode import Decoder, RecordRef, dead_letter
 from stream.kafka import BatchedWriter, OutRecord
 from stream.logs import get_logger
@@ -142,8 +142,12 @@ class ScoringPipeline:
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        """Pass to ``consumer.subscribe``: drains and commits before partitions move."""
+        return _Rebalance(self)
+
     async def start(self) -> None:
-        self.consumer.subscribe([self.settings.kafka.input_topic], listener=_Rebalance(self))
+        """Start the stages; the consumer must be subscribed (with :meth:`rebalance_listener`) and started."""
         stages = (
             self._fetch,
             self._prepare,
@@ -239,9 +243,10 @@ class ScoringPipeline:
             self._idle.clear()
             try:
                 await self.batcher.put_many(entries)
-            except Exception:
+            except BatcherClosed:
+                # Stopping: these records stay uncommitted and are fetched again later.
                 self._inflight -= len(entries)
-                raise
+                return
             self.metrics.queue_depth.labels("batcher").set(len(self.batcher))
 
     async def _prepare(self) -> None:

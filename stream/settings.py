@@ -66,6 +66,12 @@ class KafkaSettings(_Section):
     )
     ssl_certfile: Path | None = Field(None, description="Client certificate for mutual TLS.")
     ssl_keyfile: Path | None = Field(None, description="Client private key for mutual TLS.")
+    session_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        le=300_000,
+        description="Group session timeout: how fast a dead worker's partitions move.",
+    )
     create_topics: bool = Field(True, description="Create missing output topics at start.")
     fetch_max_records: int = Field(2000, ge=1, description="Records taken from one fetch.")
 

@@ -14,19 +14,19 @@ fails if the files on disk differ.
 
 Source format (one file per output file, ``_pools.txt`` is shared)::
 
-    # comment
-    @ V V2 | web | why these labels            <- header for the lines below
+    # comment                                  <- "# " or a lone "#"
+    %rows V V2 | web | why these labels        <- header for the lines below
     one example per line (a literal \\n is a line break)
 
     %template 40 | HR | chat | why             <- 40 draws from patterns x slots
     = you {insult}, {tail}
     +insult
     absolute clown
-    %end
 
     %compose 12 | SH SHI | web | why           <- long thread, harm in the middle or end
     harmful reply, one per line
-    %end
+
+A block runs until the next ``%`` directive (``%end`` just closes it).
 
 ``_pools.txt`` holds ``%pool title|user|post`` blocks: the benign thread
 titles, user names and posts that ``%compose`` wraps around a reply.
@@ -44,6 +44,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from classifiers.normalize import benchmark_digest, normalize
 from classifiers.taxonomy import CATEGORIES, PARENTS, with_parents
@@ -78,6 +79,17 @@ SEED = 20261128
 # Long composed texts: the brief asks for 600-2,000 characters.
 LONG_MIN, LONG_MAX = 600, 2000
 _SLOT_RE = re.compile(r"\{(\w+)\}")
+# A slot value that starts with punctuation (", see you soon") follows a space in the pattern.
+_SPACE_PUNCT_RE = re.compile(r" +([,.;:!?])")
+
+
+class Record(TypedDict):
+    """One output line: the text, all 11 labels, its register and why it is labelled so."""
+
+    text: str
+    labels: dict[str, int]
+    register: str
+    note: str
 
 
 @dataclass
@@ -107,7 +119,7 @@ def parse_header(spec: str, where: str) -> Header:
     if len(parts) != 3:
         raise ValueError(f"{where}: header needs 'codes | register | note', got {spec!r}")
     codes, register, note = parts
-    labels = dict.fromkeys(CATEGORIES, 0)
+    labels: dict[str, int | None] = dict.fromkeys(CATEGORIES, 0)
     for code in codes.split():
         if code == "-":
             continue
@@ -116,7 +128,8 @@ def parse_header(spec: str, where: str) -> Header:
         labels[CODES[code]] = 1
     if register not in REGISTERS:
         raise ValueError(f"{where}: register must be one of {REGISTERS}, got {register!r}")
-    return Header(with_parents(labels), register, note)  # type: ignore[arg-type]
+    filled = with_parents(labels)
+    return Header({name: 1 if filled[name] == 1 else 0 for name in CATEGORIES}, register, note)
 
 
 def parse(path: Path) -> tuple[list[tuple[str, Header]], list[Block]]:
@@ -129,20 +142,26 @@ def parse(path: Path) -> tuple[list[tuple[str, Header]], list[Block]]:
     for num, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         where = f"{path.name}:{num}"
         line = raw.strip()
-        if not line or line.startswith("#"):
+        if not line or line == "#" or line.startswith("# "):
             continue
-        if line.startswith("%end"):
-            if block is None:
-                raise ValueError(f"{where}: %end without a block")
+        if line.startswith("%") and block is not None:
+            # Any directive closes the open block; %end only closes it. Rows after
+            # a block need their own %rows header, so none inherit a stale one.
             blocks.append(block)
-            block, slot = None, None
-        elif line.startswith("%pool"):
+            block, slot, header = None, None, None
+        if line.startswith("%end"):
+            continue
+        if line.startswith("%pool"):
             name = line.split(None, 1)[1]
             block = Block("pool", 0, Header(dict.fromkeys(CATEGORIES, 0), "web", name))
         elif line.startswith(("%template", "%compose")):
             kind, rest = line[1:].split(None, 1)
             count, spec = rest.split("|", 1)
             block = Block(kind, int(count), parse_header(spec, where))
+        elif line.startswith("%rows"):
+            header = parse_header(line[5:], where)
+        elif line.startswith("%"):
+            raise ValueError(f"{where}: unknown directive {line.split()[0]!r}")
         elif block is not None and block.kind == "template":
             if line.startswith("= "):
                 block.patterns.append(line[2:])
@@ -155,14 +174,12 @@ def parse(path: Path) -> tuple[list[tuple[str, Header]], list[Block]]:
                 block.slots[slot].append(line)
         elif block is not None:
             block.lines.append(line.replace("\\n", "\n"))
-        elif line.startswith("@"):
-            header = parse_header(line[1:], where)
         elif header is None:
-            raise ValueError(f"{where}: example before any @ header")
+            raise ValueError(f"{where}: example before any %rows header")
         else:
             rows.append((line.replace("\\n", "\n"), header))
     if block is not None:
-        raise ValueError(f"{path.name}: block not closed with %end")
+        blocks.append(block)
     return rows, blocks
 
 
@@ -178,6 +195,15 @@ def expand_template(block: Block, rng: random.Random, taken: set[str]) -> list[s
             break
         pattern = rng.choice(block.patterns)
         text = _SLOT_RE.sub(lambda m: rng.choice(block.slots[m.group(1)]), pattern)
+        # One level of nesting: a slot value may name another slot ("order {order} is late").
+        # Other braces ("{{user}}" placeholders) are left alone.
+        text = _SLOT_RE.sub(
+            lambda m: (
+                rng.choice(block.slots[m.group(1)]) if m.group(1) in block.slots else m.group(0)
+            ),
+            text,
+        )
+        text = _SPACE_PUNCT_RE.sub(r"\1", text)
         key = dedup_key(text)
         if key not in taken:
             taken.add(key)
@@ -190,11 +216,13 @@ def expand_template(block: Block, rng: random.Random, taken: set[str]) -> list[s
 def compose_thread(harm: str, pools: dict[str, list[str]], rng: random.Random) -> str:
     """Wrap one reply in an off-topic forum thread, in the middle or as the last post.
 
-    Benign posts are added until the page is at least :data:`LONG_MIN`
-    characters; a post that would push it past :data:`LONG_MAX` is skipped.
+    Benign posts are added until the page reaches a length drawn between
+    :data:`LONG_MIN` and 1,600 characters; a post that would push it past
+    :data:`LONG_MAX` is skipped.
     """
+    target = rng.randint(LONG_MIN, 1600)
     title = rng.choice(pools["title"])
-    users = rng.sample(pools["user"], len(pools["user"]))
+    users = [u for u in rng.sample(pools["user"], len(pools["user"])) if u not in harm]
     at_end = rng.random() < 0.5
 
     def page(benign: list[str]) -> str:
@@ -209,8 +237,10 @@ def compose_thread(harm: str, pools: dict[str, list[str]], rng: random.Random) -
         if len(page([*chosen, post])) > LONG_MAX:
             continue
         chosen.append(post)
-        if len(chosen) >= 2 and len(page(chosen)) >= LONG_MIN:
+        if len(chosen) >= 2 and len(page(chosen)) >= target:
             return page(chosen)
+    if len(chosen) >= 2 and len(page(chosen)) >= LONG_MIN:
+        return page(chosen)
     raise ValueError(f"cannot fit a {LONG_MIN}-{LONG_MAX} char thread around {harm[:40]!r}")
 
 
@@ -219,21 +249,26 @@ def dedup_key(text: str) -> str:
     return normalize(text).casefold()
 
 
-def record(text: str, header: Header, note: str | None = None) -> dict[str, object]:
+def record(text: str, header: Header, note: str | None = None) -> Record:
     labels = {name: header.labels[name] for name in CATEGORIES}
-    return {"text": text, "labels": labels, "register": header.register, "note": note or header.note}
+    return {
+        "text": text,
+        "labels": labels,
+        "register": header.register,
+        "note": note or header.note,
+    }
 
 
-def build() -> dict[str, list[dict[str, object]]]:
+def build() -> dict[str, list[Record]]:
     """Return every output file's records, in order, after validation."""
     _, pool_blocks = parse(SRC / "_pools.txt")
     pools = {b.header.note: b.lines for b in pool_blocks if b.kind == "pool"}
     taken: set[str] = set()
-    out: dict[str, list[dict[str, object]]] = {}
+    out: dict[str, list[Record]] = {}
     for index, stem in enumerate(STEMS):
         rng = random.Random(SEED + index)
         rows, blocks = parse(SRC / f"{stem}.txt")
-        records: list[dict[str, object]] = []
+        records: list[Record] = []
         for text, header in rows:
             key = dedup_key(text)
             if key in taken:
@@ -259,33 +294,55 @@ def build() -> dict[str, list[dict[str, object]]]:
     return out
 
 
-def validate(rec: dict[str, object]) -> None:
+def validate(rec: Record) -> None:
     """Raise ``ValueError`` unless ``rec`` is a well-formed training record."""
     labels = rec["labels"]
-    if not isinstance(labels, dict) or list(labels) != list(CATEGORIES):
+    if list(labels) != list(CATEGORIES):
         raise ValueError(f"labels must list {CATEGORIES} in order: {rec}")
     if any(v not in (0, 1) for v in labels.values()):
         raise ValueError(f"labels must be 0/1: {rec}")
     for child, parent in PARENTS.items():
         if labels[child] == 1 and labels[parent] != 1:
             raise ValueError(f"{child} without {parent}: {rec}")
-    if rec["register"] not in REGISTERS or not str(rec["text"]).strip():
+    if rec["register"] not in REGISTERS or not rec["text"].strip():
         raise ValueError(f"bad register or empty text: {rec}")
 
 
-def render(records: list[dict[str, object]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+def render(records: list[Record]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records)
 
 
-def check_exclusions(out: dict[str, list[dict[str, object]]], path: Path) -> list[str]:
+def check_exclusions(out: dict[str, list[Record]], path: Path) -> list[str]:
     """Texts whose benchmark digest is on the exclusion list (should be none)."""
     digests = set(path.read_text().split())
-    return [str(r["text"]) for recs in out.values() for r in recs if benchmark_digest(str(r["text"])) in digests]
+    return [
+        r["text"] for recs in out.values() for r in recs if benchmark_digest(r["text"]) in digests
+    ]
+
+
+def stats_table(out: dict[str, list[Record]]) -> str:
+    """Markdown table of rows, all-zero rows, long rows and positives per category, per file."""
+    head = ["file", "rows", "all-0", "long", *CATEGORIES]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    totals = [0] * (len(head) - 1)
+    for stem, records in out.items():
+        labels = [r["labels"] for r in records]
+        cells = [
+            len(records),
+            sum(not any(lab.values()) for lab in labels),
+            sum(len(r["text"]) >= LONG_MIN for r in records),
+            *(sum(lab[name] for lab in labels) for name in CATEGORIES),
+        ]
+        totals = [a + b for a, b in zip(totals, cells, strict=True)]
+        lines.append(f"| {stem}.jsonl | " + " | ".join(map(str, cells)) + " |")
+    lines.append("| **total** | " + " | ".join(map(str, totals)) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if files on disk differ")
+    parser.add_argument("--stats", action="store_true", help="also print a markdown count table")
     parser.add_argument(
         "--exclude",
         type=Path,
@@ -295,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = build()
     if args.exclude.is_file() and (hits := check_exclusions(out, args.exclude)):
-        print(f"{len(hits)} examples are on the benchmark exclusion list: {hits[:3]}", file=sys.stderr)
+        print(
+            f"{len(hits)} examples are on the benchmark exclusion list: {hits[:3]}", file=sys.stderr
+        )
         return 1
     stale = []
     for stem, records in out.items():
@@ -307,8 +366,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             path.write_text(text, encoding="utf-8")
         print(f"{stem}.jsonl: {len(records)} rows")
+    if args.stats:
+        print(stats_table(out))
     if stale:
-        print(f"out of date: {stale}; run python -m classifiers.data.write_examples", file=sys.stderr)
+        print(
+            f"out of date: {stale}; run python -m classifiers.data.write_examples", file=sys.stderr
+        )
         return 1
     return 0
 

