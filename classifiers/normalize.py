@@ -27,8 +27,9 @@ _LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "
 # A leet character counts only between two letters ("k1ll", "f4gg0t"), so
 # numbers, prices and times ("2024", "$5", "5pm") are left as they are.
 _LEET_RE = re.compile(r"(?<=[^\W\d_])[013457@$!]+(?=[^\W\d_])")
-# Four or more single letters separated by one space or punctuation: "k i l l", "d.i.e".
-_SPACED_RE = re.compile(r"\b(?:[^\W\d_][ .\-_*]){3,}[^\W\d_]\b")
+# Four or more single letters joined by one repeated separator: "k i l l", "h.u.r.t".
+# The backreference keeps a separate word out: "i h.u.r.t" -> "i hurt".
+_SPACED_RE = re.compile(r"\b[^\W\d_]([ .\-_*])(?:[^\W\d_]\1){2,}[^\W\d_]\b")
 _STRETCH_RE = re.compile(r"([^\W\d_])\1{2,}")
 _SPACE_RE = re.compile(r"\s+")
 
