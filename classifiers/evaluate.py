@@ -208,6 +208,13 @@ def bootstrap_ci(
     return [round(float(lo), 4), round(float(hi), 4)]
 
 
+def _f1_stat(threshold: float) -> Callable[[np.ndarray, np.ndarray], float]:
+    def f1(y: np.ndarray, s: np.ndarray) -> float:
+        return prf_at(y, s, threshold)[2] if y.sum() else math.nan
+
+    return f1
+
+
 def _round(x: float | None) -> float | None:
     return None if x is None or math.isnan(x) else round(float(x), 4)
 
@@ -242,13 +249,7 @@ def evaluate_scores(
         }
         if n_resamples and defined:
             entry["auprc_ci95"] = bootstrap_ci(average_precision, y, s, n_resamples, seed)
-            entry["f1_ci95"] = bootstrap_ci(
-                lambda yy, ss, t=thr: prf_at(yy, ss, t)[2] if yy.sum() else math.nan,
-                y,
-                s,
-                n_resamples,
-                seed,
-            )
+            entry["f1_ci95"] = bootstrap_ci(_f1_stat(thr), y, s, n_resamples, seed)
         per_category[cat] = entry
     y_any, s_any = any_category(scores, labels)
     any_defined = 0 < y_any.sum() < len(y_any)
@@ -347,7 +348,7 @@ def robustness(
     if len(positive_rows) == 0:
         return {"rows": 0}
     pos_labels, pos_scores = labels[positive_rows], scores[positive_rows]
-    originals = [texts[i] for i in positive_rows]
+    originals = [texts[int(i)] for i in positive_rows]
     out: dict[str, Any] = {"rows": len(positive_rows)}
     for name, obfuscate in OBFUSCATORS.items():
         prng = random.Random(f"{seed}:{name}")
@@ -484,21 +485,17 @@ class WindowedOnnxScorer:
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         from classifiers.windows import encode_windows, max_per_doc, pad_batch
 
+        n_out = int(self.session.get_outputs()[0].shape[1])
         if not texts:
-            n_out = self.session.get_outputs()[0].shape[1]
             return np.zeros((0, n_out), dtype=np.float32)
         windows = encode_windows(self.tokenizer, texts, self.max_tokens, self.stride)
         # length-sorted batches waste little on padding
         order = np.argsort([len(w) for w in windows.ids], kind="stable")
-        window_scores: np.ndarray | None = None
+        window_scores = np.empty((len(order), n_out), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             feeds = pad_batch([windows.ids[i] for i in idx])
-            out = self.session.run(["scores"], feeds)[0]
-            if window_scores is None:
-                window_scores = np.empty((len(order), out.shape[1]), dtype=np.float32)
-            window_scores[idx] = out
-        assert window_scores is not None  # texts is non-empty, so there is a window
+            window_scores[idx] = self.session.run(["scores"], feeds)[0]
         return max_per_doc(window_scores, windows.doc, len(texts))
 
 
@@ -512,7 +509,7 @@ def make_scorer(
     """
     if variant is None:
         try:
-            from classifiers.runtime import OnnxClassifier  # type: ignore[import-not-found]
+            from classifiers.runtime import OnnxClassifier
         except ImportError:
             pass
         else:

@@ -48,9 +48,10 @@ class MeanPoolClassifier(nn.Module):
     :class:`SigmoidScorer` for export, so the ONNX graph returns probabilities.
     """
 
-    def __init__(self, encoder: nn.Module, n_labels: int, dropout: float = 0.1) -> None:
+    def __init__(self, encoder: Any, n_labels: int, dropout: float = 0.1) -> None:
         super().__init__()
-        self.encoder = encoder
+        #: a transformers ``BertModel`` (typed loosely: its ``config`` is dynamic)
+        self.encoder: Any = encoder
         hidden = int(encoder.config.hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, n_labels)
@@ -106,7 +107,9 @@ def _bert_config(config: dict[str, Any], attn_implementation: str) -> Any:
     return cfg
 
 
-def load_pretrained(n_labels: int, dropout: float, model_dir: Path | None = None) -> nn.Module:
+def load_pretrained(
+    n_labels: int, dropout: float, model_dir: Path | None = None
+) -> MeanPoolClassifier:
     """The base encoder's weights under a fresh, seeded head (offline: no hub access)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModel

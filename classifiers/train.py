@@ -67,37 +67,42 @@ class _Section(BaseModel):
 
 class DataConfig(_Section):
     raw_dir: Path | None = Field(
-        None, description="shared/data/raw; null = classifiers.dataset's default"
+        default=None, description="shared/data/raw; null = classifiers.dataset's default"
     )
     written_dir: Path | None = Field(
-        None, description="team-written JSONL folder; null = classifiers.dataset's default"
+        default=None, description="team-written JSONL folder; null = classifiers.dataset's default"
     )
     exclude_digests: Path | None = Field(
-        None, description="benchmark-exclude.sha256; null = next to raw_dir"
+        default=None, description="benchmark-exclude.sha256; null = next to raw_dir"
     )
     include: list[str] | None = Field(
-        None, description="source names to train on; null = every source that ships"
+        default=None, description="source names to train on; null = every source that ships"
     )
     max_per_source: int | None = Field(
-        None, ge=1, description="cap on each source's mapped rows, before cleaning"
+        default=None, ge=1, description="cap on each source's mapped rows, before cleaning"
     )
     source_caps: dict[str, int] = Field(
         default_factory=dict, description="per example source: keep at most N rows (seeded)"
     )
-    val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="validation share")
-    max_train_rows: int | None = Field(None, ge=1, description="seeded subsample (smoke runs)")
-    max_val_rows: int | None = Field(None, ge=1, description="seeded subsample of validation")
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=0.5, description="validation share")
+    max_train_rows: int | None = Field(
+        default=None, ge=1, description="seeded subsample (smoke runs)"
+    )
+    max_val_rows: int | None = Field(
+        default=None, ge=1, description="seeded subsample of validation"
+    )
 
 
 class ModelConfig(_Section):
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the head")
-    max_tokens: int = Field(128, ge=16, le=512, description="window size incl. [CLS]/[SEP]")
-    stride: int = Field(96, ge=1, description="tokens between window starts")
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0, description="dropout before the head")
+    max_tokens: int = Field(default=128, ge=16, le=512, description="window size incl. [CLS]/[SEP]")
+    stride: int = Field(default=96, ge=1, description="tokens between window starts")
     max_windows_per_doc: int = Field(
-        6, ge=1, description="training only: longer texts keep evenly spaced windows"
+        default=6, ge=1, description="training only: longer texts keep evenly spaced windows"
     )
     window_labels: Literal["max_pool", "every_window"] = Field(
-        "max_pool", description="how a long text's label reaches its windows (module docstring)"
+        default="max_pool",
+        description="how a long text's label reaches its windows (module docstring)",
     )
 
     @model_validator(mode="after")
@@ -110,27 +115,29 @@ class ModelConfig(_Section):
 
 
 class OptimConfig(_Section):
-    epochs: float = Field(1.0, gt=0.0, description="passes over the (sampled) training texts")
-    batch_size: int = Field(32, ge=1, description="windows per optimiser step")
-    lr: float = Field(5e-5, gt=0.0, lt=1.0, description="encoder learning rate")
-    head_lr: float = Field(1e-3, gt=0.0, lt=1.0, description="head learning rate")
-    weight_decay: float = Field(0.01, ge=0.0)
-    warmup_fraction: float = Field(0.06, ge=0.0, lt=1.0)
-    grad_clip: float = Field(1.0, gt=0.0, description="max global gradient norm")
+    epochs: float = Field(
+        default=1.0, gt=0.0, description="passes over the (sampled) training texts"
+    )
+    batch_size: int = Field(default=32, ge=1, description="windows per optimiser step")
+    lr: float = Field(default=5e-5, gt=0.0, lt=1.0, description="encoder learning rate")
+    head_lr: float = Field(default=1e-3, gt=0.0, lt=1.0, description="head learning rate")
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    warmup_fraction: float = Field(default=0.06, ge=0.0, lt=1.0)
+    grad_clip: float = Field(default=1.0, gt=0.0, description="max global gradient norm")
     pos_weight_cap: float = Field(
-        10.0, ge=1.0, description="per-category pos_weight = sqrt(neg/pos), clipped to this"
+        default=10.0, ge=1.0, description="per-category pos_weight = sqrt(neg/pos), clipped to this"
     )
     source_balance: float = Field(
-        0.5,
+        default=0.5,
         ge=0.0,
         le=1.0,
         description="sample texts with weight n_source**-alpha: 0 natural, 1 uniform per source",
     )
     bucket_batches: int = Field(
-        50, ge=1, description="length-sort within pools of this many batches"
+        default=50, ge=1, description="length-sort within pools of this many batches"
     )
     time_budget_min: float | None = Field(
-        None, gt=0.0, description="stop training early after this many minutes (safety net)"
+        default=None, gt=0.0, description="stop training early after this many minutes (safety net)"
     )
 
 
@@ -140,19 +147,21 @@ class OutputConfig(_Section):
     int8_recipe: Literal["fuse_then_quantize", "quantize_only", "quantize_then_fuse"] = (
         "fuse_then_quantize"
     )
-    min_val_positives: int = Field(5, ge=1, description="fewer val positives: threshold 0.5")
-    default_threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    eval_threads: int | None = Field(None, ge=1, description="ORT threads; null = threads")
-    compare_int8_recipes: bool = Field(False, description="time all int8 recipes at export")
+    min_val_positives: int = Field(
+        default=5, ge=1, description="fewer val positives: threshold 0.5"
+    )
+    default_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    eval_threads: int | None = Field(default=None, ge=1, description="ORT threads; null = threads")
+    compare_int8_recipes: bool = Field(default=False, description="time all int8 recipes at export")
 
 
 class TrainConfig(_Section):
     seed: int = 13
-    threads: int = Field(2, ge=1, le=64, description="torch.set_num_threads")
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    train: OptimConfig = OptimConfig()
-    output: OutputConfig = OutputConfig()
+    threads: int = Field(default=2, ge=1, le=64, description="torch.set_num_threads")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: OptimConfig = Field(default_factory=OptimConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
 
 
 def _format_errors(exc: ValidationError) -> str:
@@ -308,7 +317,7 @@ def plan_batches(
             n_windows += size
         if batch:
             batches.append(batch)
-    rng.shuffle(batches)  # type: ignore[arg-type]
+    rng.shuffle(batches)
     return batches
 
 

@@ -26,7 +26,11 @@ def _fail(message: str) -> int:
 
 
 def _load_classifier(model: Any, cache_size: int | None = None) -> Any:
-    from classifiers.api import load_classifier
+    from classifiers.api import NullClassifier, load_classifier
+    from classifiers.card import load_card
+
+    if model.classifier == "null":
+        return NullClassifier(load_card(model.model_dir).categories)
 
     return load_classifier(
         model.model_dir,

@@ -57,7 +57,10 @@ def dead_letter(ref: RecordRef, raw: bytes | None, reason: str, error: str) -> D
     )
 
 
-def _too_deep(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+def _too_deep(raw: bytes, value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    # Cheap first: a value with fewer brackets than the limit cannot nest that deep.
+    if raw.count(b"{") + raw.count(b"[") <= limit:
+        return False
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
@@ -105,7 +108,7 @@ class Decoder:
             return dead_letter(
                 ref, raw, "schema", f"value is a JSON {type(data).__name__}, not an object"
             )
-        if _too_deep(data):
+        if _too_deep(raw, data):
             return dead_letter(ref, raw, "schema", f"JSON nested deeper than {MAX_JSON_DEPTH}")
         try:
             message = ChatMessage.model_validate(data)

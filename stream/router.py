@@ -58,7 +58,7 @@ class Router:
         dead_reasons: list[str] = []
         scored_at = now_iso()
         now_ms = time.time() * 1000.0
-        rows = iter(scores.tolist())
+        rows = iter(np.round(scores, 6).tolist())
         for entry in entries:
             if entry.dead is not None:
                 records.append(
@@ -81,9 +81,7 @@ class Router:
                 "tenant_id": msg.tenant_id,
                 "flagged": bool(triggered),
                 "categories": {c: c in triggered for c in self.categories},
-                "category_scores": {
-                    c: round(s, 6) for c, s in zip(self.categories, row, strict=True)
-                },
+                "category_scores": dict(zip(self.categories, row, strict=True)),
                 "model": self.model_id,
                 "policy": self.policy.id,
                 "sent_at": msg.sent_at,

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -30,6 +38,19 @@ DEFAULT_MODEL_DIR = (
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a field: ``max_batch_size`` -> ``MODSTREAM_MAX_BATCH_SIZE``."""
+    return ENV_PREFIX + field.upper()
+
+
+def _readable_file(path: Path | None) -> Path | None:
+    # Secrets and certificates are read after start-up; check them now so a
+    # typo fails validation instead of crashing the worker when it connects.
+    if path is not None and not path.is_file():
+        raise ValueError("no such file")
+    return path
 
 
 class KafkaSettings(_Section):
@@ -75,15 +96,27 @@ class KafkaSettings(_Section):
     create_topics: bool = Field(True, description="Create missing output topics at start.")
     fetch_max_records: int = Field(2000, ge=1, description="Records taken from one fetch.")
 
+    _files_exist = field_validator(
+        "sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile"
+    )(_readable_file)
+
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
         if self.security_protocol.startswith("SASL_"):
+            protocol = f"security_protocol is {self.security_protocol}"
             if self.sasl_mechanism is None:
-                raise ValueError("sasl_mechanism is required when security_protocol is SASL_*")
-            if not self.sasl_username or (
-                self.sasl_password is None and self.sasl_password_file is None
-            ):
-                raise ValueError("sasl_username and sasl_password(_file) are required for SASL")
+                raise ValueError(
+                    f"sasl_mechanism ({env_name('sasl_mechanism')}) is required when {protocol}"
+                )
+            if not self.sasl_username:
+                raise ValueError(
+                    f"sasl_username ({env_name('sasl_username')}) is required when {protocol}"
+                )
+            if self.sasl_password is None and self.sasl_password_file is None:
+                raise ValueError(
+                    f"sasl_password ({env_name('sasl_password')}) or sasl_password_file "
+                    f"({env_name('sasl_password_file')}) is required when {protocol}"
+                )
         return self
 
     def password(self) -> str | None:
@@ -110,6 +143,10 @@ class BatchingSettings(_Section):
 
 
 class ModelSettings(_Section):
+    classifier: Literal["onnx", "null"] = Field(
+        "onnx",
+        description="null: all-zero scores, to measure the plumbing alone (modstream bench).",
+    )
     model_dir: Path = Field(
         DEFAULT_MODEL_DIR, description="Directory with model_card.json and ONNX files."
     )
@@ -146,6 +183,8 @@ class HttpSettings(_Section):
     http_auth_token: SecretStr | None = Field(None, description="Bearer token required on /v1.")
     http_auth_token_file: Path | None = Field(None, description="File holding the bearer token.")
 
+    _files_exist = field_validator("http_auth_token_file")(_readable_file)
+
     def auth_token(self) -> str | None:
         """The bearer token, read from the file when one is configured."""
         if self.http_auth_token_file is not None:
@@ -178,11 +217,6 @@ _SECTIONS: dict[str, type[_Section]] = {
     "policy": PolicySettings,
     "logging": LogSettings,
 }
-
-
-def env_name(field: str) -> str:
-    """The environment variable of a field: ``max_batch_size`` -> ``MODSTREAM_MAX_BATCH_SIZE``."""
-    return ENV_PREFIX + field.upper()
 
 
 class _FlatEnvSource(PydanticBaseSettingsSource):
@@ -274,7 +308,8 @@ def _describe(error: dict[str, Any]) -> str:
     field = ".".join(loc)
     var = f" ({env_name(loc[1])})" if len(loc) >= 2 and loc[0] in _SECTIONS else ""
     got = error.get("input")
-    shown = "***" if any("password" in p or "token" in p for p in loc) else repr(got)
+    secret = any(("password" in p or "token" in p) and not p.endswith("_file") for p in loc)
+    shown = "***" if secret else repr(got)
     if isinstance(got, dict):
         shown = "the section"
     return f"{field}{var}: {error['msg']}, got {shown}"
