@@ -103,6 +103,11 @@ class Decoder:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
+            # "\ud800" is valid JSON syntax but no UTF-8 text; orjson refuses it here.
+            if "surrogate" in exc.msg:
+                return dead_letter(
+                    ref, raw, "invalid_utf8", f"value has a lone surrogate escape: {exc.msg}"
+                )
             return dead_letter(ref, raw, "invalid_json", f"value is not JSON: {exc.msg}")
         if not isinstance(data, dict):
             return dead_letter(
