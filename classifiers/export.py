@@ -8,7 +8,12 @@
   quantised (int8 weights, activations quantised at run time);
 - ``model.fp16.onnx``: the GPU variant, the fused graph in fp16 with int64
   inputs and a float32 output kept (``keep_io_types``);
-- ``tokenizer.json`` and ``export_report.json`` (parity and timing figures).
+- ``tokenizer.json`` and ``export_report.json`` (parity and timing figures);
+- ``model_card.json`` and ``manifest.json`` copied from the training run
+  directory (the checkpoint's parent), when they are there. The card's
+  thresholds and evaluation belong to that run's int8 recipe; re-exporting
+  with another ``--int8-recipe`` keeps them (re-evaluate with
+  ``python -m classifiers.evaluate``).
 
 Graph contract (the serving runtime relies on it): inputs ``input_ids``,
 ``attention_mask``, ``token_type_ids`` (int64, ``[batch, seq]``, both axes
@@ -385,6 +390,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         compare_orders=args.compare_orders,
         threads=args.threads,
     )
+    # a checkpoint written by classifiers.train sits in its run directory, next
+    # to the card (thresholds, evaluation) and the data manifest: carry them over
+    run_dir = args.checkpoint.resolve().parent
+    if run_dir != args.out.resolve():
+        for name in ("model_card.json", "manifest.json"):
+            if (run_dir / name).is_file():
+                shutil.copyfile(run_dir / name, args.out / name)
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

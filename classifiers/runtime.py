@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +91,7 @@ class OnnxClassifier:
         self.card: ModelCard = load_card(self.model_dir)
         self.name, self.version = self.card.name, self.card.version
         self.categories = self.card.categories
-        self.thresholds = dict(self.card.thresholds)
+        self.thresholds: Mapping[str, float] = dict(self.card.thresholds)
         self.cache = ScoreCache(cache_size)
         self.chunk_windows = chunk_windows
         self.sort_by_length = sort_by_length
@@ -249,21 +249,20 @@ class OnnxClassifier:
             for w in self.windows(enc.ids):
                 windows.append(w)
                 owners.append(i)
+        lengths = [len(w) for w in windows]
         order = (
-            np.argsort([len(w) for w in windows], kind="stable") if self.sort_by_length else None
+            np.argsort(lengths, kind="stable") if self.sort_by_length else np.arange(len(windows))
         )
-        if order is None:
-            order = np.arange(len(windows))
         owner_arr = np.asarray(owners, dtype=np.int64)
         for start in range(0, len(order), self.chunk_windows):
             idx = order[start : start + self.chunk_windows]
             width = max(len(windows[j]) for j in idx)
             input_ids = np.full((len(idx), width), self._pad, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
-            for row, j in enumerate(idx):
+            for k, j in enumerate(idx):
                 w = windows[j]
-                input_ids[row, : len(w)] = w
-                mask[row, : len(w)] = 1
+                input_ids[k, : len(w)] = w
+                mask[k, : len(w)] = 1
             prepared.chunks.append((input_ids, mask, np.zeros_like(input_ids)))
             prepared.owners.append(owner_arr[idx])
         return prepared

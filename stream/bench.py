@@ -86,7 +86,7 @@ def model_only(model_dir: Path, batch_size: int, quick: bool) -> dict[str, Any]:
         "model_only_msgs_per_s": round(max(full), 1),
         **out,
         "model": f"{clf.name}@{clf.version}",
-        "variant": clf.variant,
+        "variant": getattr(clf, "variant", None),
         "provider": clf.provider,
         "full_batch_inference_ms_p99": round(float(np.percentile(full_batch_s, 99)) * 1000, 1),
         "mean_tokens": round(float(np.mean([len(t.split()) for t in texts])) * 1.3, 1),

@@ -48,7 +48,7 @@ def dead_letter(ref: RecordRef, raw: bytes | None, reason: str, error: str) -> D
     """A dead letter that carries the record whole, so it can be replayed after a fix."""
     return DeadLetter(
         error=error,
-        reason=reason,  # type: ignore[arg-type]
+        reason=reason,
         source=DeadLetterSource(
             topic=ref.topic, partition=ref.partition, offset=ref.offset, key=_key_text(ref.key)
         ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -16,7 +17,7 @@ _TEXT_KEYS = frozenset({"text", "input", "raw", "value"})
 
 
 def _drop_text(allow: bool) -> structlog.types.Processor:
-    def processor(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    def processor(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if not allow:
             for key in _TEXT_KEYS & event.keys():
                 event[key] = "[redacted]"
@@ -58,4 +59,5 @@ def configure_logging(level: str = "INFO", log_text: bool = False) -> None:
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger

@@ -436,7 +436,7 @@ def _failed_future(exc: BaseException) -> asyncio.Future[Any]:
     return fut
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance(ConsumerRebalanceListener):
     """Before partitions move: finish and commit what was fetched from them."""
 
     def __init__(self, pipeline: ScoringPipeline) -> None:

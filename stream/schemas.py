@@ -37,7 +37,7 @@ class ScoreEvent(BaseModel):
 
     model_config = ConfigDict(title="ScoreEvent.v1")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     message_id: str
     user_id: str | None = None
     conversation_id: str | None = None
@@ -74,7 +74,7 @@ class DeadLetter(BaseModel):
 
     model_config = ConfigDict(title="DeadLetter.v1")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     error: str
     reason: Literal[
         "invalid_utf8", "invalid_json", "schema", "too_large", "empty_text", "inference_error"
