@@ -14,8 +14,8 @@ import asyncio
 import os
 import signal
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
