@@ -50,7 +50,7 @@ class NullClassifier:
 
     def __init__(self, categories: Sequence[str]) -> None:
         self.categories = tuple(categories)
-        self.thresholds = dict.fromkeys(self.categories, 0.5)
+        self.thresholds: Mapping[str, float] = dict.fromkeys(self.categories, 0.5)
 
     def prepare(self, texts: Sequence[str]) -> int:
         return len(texts)

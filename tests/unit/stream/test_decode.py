@@ -141,7 +141,12 @@ def test_dead_letter_serialises_to_the_design_shape() -> None:
     doc = json.loads(letter.model_dump_json())
     assert doc["reason"] == "invalid_json"
     assert doc["error"] == "boom"
-    assert doc["source"] == {"topic": "chat.messages", "partition": 3, "offset": 42, "key": "conv-1"}
+    assert doc["source"] == {
+        "topic": "chat.messages",
+        "partition": 3,
+        "offset": 42,
+        "key": "conv-1",
+    }
     assert base64.b64decode(doc["raw_b64"]) == b"\x00\x01raw"
     assert doc["received_at"].endswith("Z")
     assert doc["schema_version"] == 1
@@ -162,8 +167,9 @@ def test_any_bytes_decode_without_raising(raw: bytes, key: bytes | None) -> None
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

@@ -134,9 +134,7 @@ def test_error_names_field_variable_and_value(variable: str, value: str, field: 
 
 
 def test_every_invalid_field_is_reported_at_once() -> None:
-    message = config_error(
-        environ={"MODSTREAM_MAX_BATCH_SIZE": "0", "MODSTREAM_HTTP_PORT": "-5"}
-    )
+    message = config_error(environ={"MODSTREAM_MAX_BATCH_SIZE": "0", "MODSTREAM_HTTP_PORT": "-5"})
     assert "MODSTREAM_MAX_BATCH_SIZE" in message
     assert "MODSTREAM_HTTP_PORT" in message
 
@@ -193,7 +191,9 @@ def test_complete_sasl_settings_validate() -> None:
 def test_invalid_password_value_is_never_printed(tmp_path: Path) -> None:
     # A wrong type reaches the error message path with the secret as its input.
     path = write_yaml(
-        tmp_path, "kafka:\n  sasl_password: [hunter2-do-not-print]\nhttp:\n  http_auth_token: [x1y2z3-token]\n"
+        tmp_path,
+        "kafka:\n  sasl_password: [hunter2-do-not-print]\n"
+        "http:\n  http_auth_token: [x1y2z3-token]\n",
     )
     message = config_error(config_file=path, environ={})
     assert "kafka.sasl_password" in message

@@ -1,0 +1,112 @@
+"""normalize() undoes cheap obfuscation, leaves plain text alone; benchmark_digest is SOURCES.md."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from classifiers.normalize import benchmark_digest, normalize
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # zero-width and soft hyphen characters
+        ("k\u200bi\u200cl\u200dl", "kill"),
+        ("y\ufeffou \u2060suck", "you suck"),
+        ("ha\u00adte", "hate"),
+        # homoglyphs (Cyrillic, Greek) and full-width letters (NFKC)
+        ("\u0440\u0435rson \u0430tt\u0430\u0441k", "person attack"),
+        ("\u03b9\u03bfl\u03b5nce", "iolence"),  # Greek iota, omicron, epsilon
+        ("\uff2b\uff49\uff4c\uff4c", "Kill"),
+        # leetspeak inside words
+        ("k1ll y0u", "kill you"),
+        ("f4gg0t", "faggot"),
+        ("b!tch", "bitch"),
+        ("a$$hole", "asshole"),
+        ("h@te", "hate"),
+        ("l33t", "leet"),
+        # spaced-out letters, with one repeated separator
+        ("k i l l you", "kill you"),
+        ("h.u.r.t", "hurt"),
+        ("d-i-e", "d-i-e"),  # three letters are not enough
+        ("i h.u.r.t you", "i hurt you"),
+        ("s*l*u*t", "slut"),
+        # stretched letters keep two
+        ("sooooo baaaad", "soo baad"),
+        ("noooo", "noo"),
+        # whitespace collapsed and trimmed
+        ("  a \n\t b  ", "a b"),
+    ],
+)
+def test_obfuscation_is_undone(text: str, expected: str) -> None:
+    assert normalize(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "in 2024 it costs $5 at 5pm",
+        "call 555-0134 or 1-800-FLOWERS",
+        "3.14 and 1337 and 0.5%",
+        "1st place, 2nd, 3rd",
+        "room 101",
+        "hello!!! wow!",
+        "e-mail me",
+        "x @ y",
+        "ok",
+        "Kill",  # case is kept: the tokenizer lower-cases
+    ],
+)
+def test_ordinary_text_is_untouched(text: str) -> None:
+    assert normalize(text) == text
+
+
+def test_docstring_example() -> None:
+    assert normalize("k i l l  y\u200bourself, f4gg0t!!! sooooo") == "kill yourself, faggot!!! soo"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_normalize_is_idempotent_and_total(text: str) -> None:
+    once = normalize(text)
+    assert normalize(once) == once
+    assert once == once.strip()
+
+
+def sources_md_digest(text: str) -> str:
+    """SOURCES.md: sha256 of NFKC, lower-cased, whitespace runs -> one space, stripped."""
+    canon = " ".join(unicodedata.normalize("NFKC", text).lower().split())
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hello World",
+        "  HELLO \n\t world  ",
+        "\uff28\uff45\uff4c\uff4c\uff4f",
+        "caf\u00e9",
+        "a\u00a0b",
+        "K1LL",
+    ],
+)
+def test_benchmark_digest_matches_the_sources_definition(text: str) -> None:
+    assert benchmark_digest(text) == sources_md_digest(text)
+
+
+def test_benchmark_digest_is_not_the_model_normalisation() -> None:
+    # The exclusion list was made without de-obfuscation: "k1ll" and "kill" differ.
+    assert benchmark_digest("k1ll") != benchmark_digest("kill")
+    assert benchmark_digest("Hello  world") == benchmark_digest("hello world")
+    assert len(benchmark_digest("x")) == 64
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_benchmark_digest_property(text: str) -> None:
+    assert benchmark_digest(text) == sources_md_digest(text)
