@@ -163,4 +163,7 @@ def run_worker(app: ModstreamApp, settings: Settings) -> None:
     worker = _Worker(
         app, loglevel=settings.logging.log_level.lower(), quiet=True, redirect_stdouts=False
     )
+    # Faust's start-up spinner writes a terminal escape ("\x1b[?25h") to stdout even
+    # when it is not a terminal, which glues itself to the next JSON log line.
+    worker.spinner = None
     worker.execute_from_commandline()

@@ -21,7 +21,9 @@ EXIT_STARTUP = 2
 
 
 def _fail(message: str) -> int:
-    print(f"modstream: error: {message}", file=sys.stderr)
+    # Always one line: YAML and pydantic errors come with their own line breaks.
+    line = " | ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"modstream: error: {line}", file=sys.stderr)
     return EXIT_STARTUP
 
 

@@ -6,12 +6,14 @@
 * ``workers``: starts ``python -m stream.cli worker`` processes configured by
   environment only, each logging to its own file under ``tmp_path``; they
   are killed at teardown and their log tails are printed when a test fails.
-* Model: ``MODSTREAM_TEST_MODEL_DIR`` when set, else the bundled model; it
-  reaches the workers as ``MODSTREAM_MODEL_DIR``.
+* Model: ``model_dir`` from ``tests/conftest.py`` (``MODSTREAM_TEST_MODEL_DIR``
+  when set, else the bundled model); it reaches workers as ``MODSTREAM_MODEL_DIR``.
 
 Every test here is marked ``integration``; fault-injection modules add
 ``faults``; long cases are ``slow`` and run only with ``--run-slow`` (or
-``MODSTREAM_RUN_SLOW=1``).
+``MODSTREAM_RUN_SLOW=1``). The option is registered here; pytest only sees
+it when this directory is on the command line (``pytest tests/integration
+--run-slow``) or when ``tests/conftest.py`` registers it too.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from integration_helpers import (
     Worker,
     WorkerFactory,
     create_topics,
-    resolve_model_dir,
     worker_env,
 )
 
@@ -76,14 +77,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 
 
 @pytest.fixture(scope="session")
-def model_dir() -> Path:
-    path = resolve_model_dir()
-    if not (path / "model_card.json").is_file():
-        pytest.skip(f"no model at {path}: set MODSTREAM_TEST_MODEL_DIR or add the bundled model")
-    return path
-
-
-@pytest.fixture(scope="session")
 def broker() -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker() as b:
         yield b
@@ -120,9 +113,7 @@ def _worker_factory(
 
     def start(name: str | None = None, **env: str) -> Worker:
         name = name or f"worker{len(started) + 1}"
-        worker = Worker(
-            worker_env(bootstrap, topics, model_dir, **env), tmp_path / f"{name}.log"
-        )
+        worker = Worker(worker_env(bootstrap, topics, model_dir, **env), tmp_path / f"{name}.log")
         started.append(worker)
         return worker
 

@@ -15,13 +15,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,18 +31,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream.broker import free_port
+from stream.broker import EmbeddedBroker, free_port
 from stream.demo import read_records
 
 REPO = Path(__file__).resolve().parents[2]
-BUNDLED_MODEL = REPO / "classifiers" / "models" / "modstream-minilm"
 PARTITIONS = 4
-
-
-def resolve_model_dir() -> Path:
-    """``MODSTREAM_TEST_MODEL_DIR`` when set, otherwise the bundled model."""
-    override = os.environ.get("MODSTREAM_TEST_MODEL_DIR")
-    return Path(override) if override else BUNDLED_MODEL
 
 
 # -- traffic -------------------------------------------------------------------------------
@@ -93,9 +87,15 @@ def chat_stream(n: int, run: str, conversations: int = 37) -> list[Rec]:
 def malformed(n: int, run: str, max_text_chars: int) -> list[Rec]:
     """``n`` records that must dead-letter, cycling through every reason the decoder knows."""
     makers = [
-        ("invalid_json", lambda i: b'{"message_id": "' + f"{run}-bad-{i}".encode() + b'", "text": '),
+        (
+            "invalid_json",
+            lambda i: b'{"message_id": "' + f"{run}-bad-{i}".encode() + b'", "text": ',
+        ),
         ("invalid_json", lambda i: b"not json at all " + str(i).encode()),
-        ("invalid_utf8", lambda i: b'{"message_id": "x", "text": "caf\xe9 ' + str(i).encode() + b'"}'),
+        (
+            "invalid_utf8",
+            lambda i: b'{"message_id": "x", "text": "caf\xe9 ' + str(i).encode() + b'"}',
+        ),
         ("schema", lambda i: orjson.dumps({"message_id": f"{run}-bad-{i}"})),  # no text
         ("schema", lambda i: orjson.dumps({"message_id": i, "text": "wrong id type"})),
         ("schema", lambda i: orjson.dumps([f"{run}-bad-{i}", "an array"])),
@@ -109,7 +109,9 @@ def malformed(n: int, run: str, max_text_chars: int) -> list[Rec]:
         ),
         (
             "invalid_utf8",
-            lambda i: b'{"message_id": "' + f"{run}-bad-{i}".encode() + b'", "text": "\\ud800 lone"}',
+            lambda i: (
+                b'{"message_id": "' + f"{run}-bad-{i}".encode() + b'", "text": "\\ud800 lone"}'
+            ),
         ),
     ]
     out = []
@@ -267,7 +269,7 @@ class OutputReader:
 
     async def __aenter__(self) -> OutputReader:
         await self.consumer.start()
-        tps = []
+        tps: list[TopicPartition] = []
         for topic in self.topics.outputs:
             parts = await self._partitions(topic)
             tps.extend(TopicPartition(topic, p) for p in parts)
@@ -486,7 +488,8 @@ class Worker:
             )
 
     def log_text(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def log_tail(self, lines: int = 40) -> str:
@@ -557,11 +560,7 @@ class Worker:
         return self.wait(timeout_s)
 
     def wait(self, timeout_s: float) -> int:
-        try:
-            code = self.proc.wait(timeout_s)
-        finally:
-            self._log.flush()
-        return code
+        return self.proc.wait(timeout_s)
 
     def close(self) -> None:
         if self.alive():
@@ -582,9 +581,7 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def worker_env(
-    bootstrap: str, topics: Topics, model_dir: Path, **overrides: str
-) -> dict[str, str]:
+def worker_env(bootstrap: str, topics: Topics, model_dir: Path, **overrides: str) -> dict[str, str]:
     """Environment of a test worker: its own topics, group, HTTP port and quick group joins."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODSTREAM_")}
     env.update(
@@ -603,3 +600,139 @@ def worker_env(
     )
     env.update(overrides)
     return env
+
+
+@contextlib.contextmanager
+def module_worker(
+    bootstrap: str, model_dir: Path, log_dir: Path, label: str, **env: str
+) -> Iterator[tuple[Topics, Worker]]:
+    """A ready worker on fresh topics, for a module's worth of tests that only observe it."""
+    topics = Topics.unique(label)
+    asyncio.run(create_topics(bootstrap, [topics.input, *topics.outputs]))
+    worker = Worker(worker_env(bootstrap, topics, model_dir, **env), log_dir / f"{label}.log")
+    try:
+        worker.wait_ready()
+        yield topics, worker
+    finally:
+        worker.close()
+
+
+# -- a Kafka-aware proxy that can hold back one client's produce requests ------------------
+
+
+class ProxiedBroker(EmbeddedBroker):
+    """A Tansu broker that advertises a proxy's address, so every client goes through it."""
+
+    def __init__(self, proxy_port: int) -> None:
+        super().__init__()
+        self.proxy_port = proxy_port
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.proxy_port}"
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        cmd[cmd.index("--advertised-listener-url") + 1] = f"tcp://{self.host}:{self.proxy_port}"
+        return cmd
+
+    def start(self, timeout_s: float = 15.0) -> ProxiedBroker:
+        super().start(timeout_s)
+        return self
+
+
+class StallingProxy:
+    """Forwards Kafka connections; :meth:`stall` holds back Produce requests of some clients.
+
+    Kafka requests are length-prefixed frames whose header starts with the API key
+    (Produce is 0) and carries the client id, so the proxy can stop one client's
+    writes while its fetches, commits and heartbeats, and every other client,
+    go on: an output topic that has stopped accepting writes, as the worker sees it.
+    Runs on its own thread and event loop, so tests may block.
+    """
+
+    PRODUCE = 0
+
+    def __init__(self, upstream_port: int, port: int | None = None) -> None:
+        self.upstream_port = upstream_port
+        self.port = port or free_port()
+        self.held = 0  # produce requests held back so far
+        self._stalled: set[str] = set()
+        self._loop = asyncio.new_event_loop()
+        self._release: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.base_events.Server | None = None
+
+    def start(self) -> StallingProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
+        return self
+
+    async def _serve(self) -> None:
+        self._release = asyncio.Event()
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    def stall(self, client_id_prefix: str) -> None:
+        def go() -> None:
+            assert self._release is not None
+            self._stalled.add(client_id_prefix)
+            self._release.clear()
+
+        self._loop.call_soon_threadsafe(go)
+
+    def release(self) -> None:
+        def go() -> None:
+            assert self._release is not None
+            self._stalled.clear()
+            self._release.set()
+
+        self._loop.call_soon_threadsafe(go)
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def _is_stalled(self, frame: bytes) -> bool:
+        if len(frame) < 10 or int.from_bytes(frame[0:2], "big", signed=True) != self.PRODUCE:
+            return False
+        length = int.from_bytes(frame[8:10], "big", signed=True)
+        client = frame[10 : 10 + length].decode("utf-8", "replace") if length > 0 else ""
+        return any(client.startswith(prefix) for prefix in self._stalled)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def requests() -> None:
+            while True:
+                size = await reader.readexactly(4)
+                frame = await reader.readexactly(int.from_bytes(size, "big"))
+                if self._is_stalled(frame):
+                    self.held += 1
+                    assert self._release is not None
+                    await self._release.wait()
+                up_writer.write(size + frame)
+                await up_writer.drain()
+
+        async def responses() -> None:
+            while data := await up_reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+
+        tasks = [asyncio.create_task(requests()), asyncio.create_task(responses())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for w in (writer, up_writer):
+                with contextlib.suppress(Exception):
+                    w.close()

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from integration_helpers import (
-    Outputs,
     OutputReader,
+    Outputs,
     Rec,
     Topics,
     Worker,
@@ -105,7 +105,7 @@ def test_dead_letters_carry_reason_and_source(run: Run) -> None:
         rec = expected[where]
         assert dl.reason == rec.reason, (where, dl.error)
         assert dl.error
-        assert dl.source.key == rec.key.decode()
+        assert rec.key is not None and dl.source.key == rec.key.decode()
         raw = base64.b64decode(dl.raw_b64)
         if dl.reason == "too_large":
             assert rec.value is not None and rec.value.startswith(raw) and len(raw) <= 1024

@@ -25,8 +25,8 @@ from integration_helpers import (
 
 from stream.broker import EmbeddedBroker
 
-N = 2_000
-RATE = 200.0  # messages/s: production lasts ~10 s, so the stop lands mid-stream
+N = 1_500
+RATE = 150.0  # messages/s: production lasts ~10 s, so the stop lands mid-stream
 
 
 async def _stop_when_flowing(reader: OutputReader, at_least: int, producing: asyncio.Task) -> int:
@@ -47,14 +47,16 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing(
     await first.ready()
     async with OutputReader(bootstrap, topics) as reader:
         producing = asyncio.create_task(produce(bootstrap, topics.input, records, rate=RATE))
-        seen = await _stop_when_flowing(reader, N // 4, producing)
+        seen = await _stop_when_flowing(reader, N // 10, producing)
         assert first.kill() == -9
         second = workers("second")
         await producing
         out = await reader.until(ids, timeout_s=300, alive=second.assert_alive)
     dups = out.duplicates()
-    print(f"\nSIGKILL after {seen} scores: {len(out.score_ids())}/{N} scored, "
-          f"{len(dups)} scored twice or more: {sorted(dups)[:20]}")
+    print(
+        f"\nSIGKILL after {seen} scores: {len(out.score_ids())}/{N} scored, "
+        f"{len(dups)} scored twice or more: {sorted(dups)[:20]}"
+    )
     assert out.score_ids() == ids
     assert second.terminate() == 0
 
@@ -69,7 +71,7 @@ async def test_sigterm_mid_stream_drains_commits_exactly_and_exits_0(
     await first.ready()
     async with OutputReader(bootstrap, topics) as reader:
         producing = asyncio.create_task(produce(bootstrap, topics.input, records, rate=RATE))
-        await _stop_when_flowing(reader, N // 4, producing)
+        await _stop_when_flowing(reader, N // 10, producing)
         code = await asyncio.to_thread(first.terminate, 60)
         assert code == 0, first.log_tail()
         assert "pipeline_stopped" in first.log_text()
