@@ -58,7 +58,7 @@ REPORT_FILE = "export_report.json"
 #: and lets ORT's session-time optimiser do the rest; ``quantize_then_fuse``
 #: fuses what the fuser still recognises after quantisation. Which is fastest
 #: depends on the CPU: measure with ``--compare-orders``.
-INT8_RECIPES = ("fuse_then_quantize", "quantize_only", "quantize_then_fuse")
+INT8_RECIPES = ("static", "fuse_then_quantize", "quantize_only", "quantize_then_fuse")
 DEFAULT_INT8_RECIPE = "fuse_then_quantize"
 OPSET = 17
 #: torch fp32 vs ONNX fp32 must agree this closely, or the export is refused
@@ -213,8 +213,19 @@ def build_int8(
     heads: int,
     hidden: int,
     per_channel: bool = True,
+    calibration: Sequence[dict[str, np.ndarray]] = (),
 ) -> Path:
-    """Write the int8 graph by ``recipe`` (see :data:`INT8_RECIPES`)."""
+    """Write the int8 graph by ``recipe`` (see :data:`INT8_RECIPES`).
+
+    ``static`` (calibrated on ``calibration`` feeds) is the shipped recipe: its
+    scores do not depend on batch neighbours; the dynamic recipes' do.
+    """
+    if recipe == "static":
+        from classifiers.quantize import quantize_static_int8
+
+        if not calibration:
+            raise ValueError("int8_recipe 'static' needs calibration texts")
+        return quantize_static_int8(raw, dst, calibration)
     if recipe == "fuse_then_quantize":
         return quantize_int8(fused, dst, per_channel)
     if recipe == "quantize_only":
@@ -251,6 +262,7 @@ def export_model(
     int8_recipe: str = DEFAULT_INT8_RECIPE,
     int8_per_channel: bool = True,
     texts: Sequence[str] = PARITY_TEXTS,
+    calibration_texts: Sequence[str] = (),
     compare_orders: bool = False,
     threads: int = 1,
 ) -> dict[str, Any]:
@@ -291,7 +303,13 @@ def export_model(
             report["warnings"] = ["attention was not fused: the fp16 graph will be slow on GPU"]
         timings["fuse_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        build_int8(raw, fused, out_dir / INT8_FILE, int8_recipe, heads, hidden, int8_per_channel)
+        calibration = [
+            parity_feeds(tokenizer_path, calibration_texts[i : i + 32], max_tokens, stride)
+            for i in range(0, len(calibration_texts), 32)
+        ]
+        build_int8(
+            raw, fused, out_dir / INT8_FILE, int8_recipe, heads, hidden, int8_per_channel, calibration
+        )
         timings["int8_s"] = time.perf_counter() - t0
         # the GPU variant keeps the fused graph: fused Attention is where CUDA gains most
         convert_fp16(fused, out_dir / FP16_FILE)

@@ -144,7 +144,7 @@ class OptimConfig(_Section):
 class OutputConfig(_Section):
     name: str = MODEL_NAME
     version: str = "1.0.0"
-    int8_recipe: Literal["fuse_then_quantize", "quantize_only", "quantize_then_fuse"] = (
+    int8_recipe: Literal["static", "fuse_then_quantize", "quantize_only", "quantize_then_fuse"] = (
         "fuse_then_quantize"
     )
     min_val_positives: int = Field(
@@ -156,6 +156,9 @@ class OutputConfig(_Section):
         default=True, description="per-channel int8 weight scales (closer to fp32, ~15% slower)"
     )
     compare_int8_recipes: bool = Field(default=False, description="time all int8 recipes at export")
+    calibration_texts: int = Field(
+        default=600, ge=1, description="training texts that calibrate the static int8 recipe"
+    )
 
 
 class TrainConfig(_Section):
@@ -717,6 +720,7 @@ def run(
         previous = json.loads(card_path.read_text())["training"]
         model, _ = load_checkpoint(out_dir / "checkpoint")
         val_ex = _read_split(val_path)
+        train_ex, _ = load_examples(cfg)  # only to calibrate the static int8 graph
         n_train = int(previous["rows"]["train"])
         train_stats = {
             k: v
@@ -774,6 +778,9 @@ def run(
         int8_recipe=cfg.output.int8_recipe,
         int8_per_channel=cfg.output.int8_per_channel,
         texts=(*PARITY_TEXTS, *(ex.text for ex in val_ex[:56])),
+        calibration_texts=random.Random(cfg.seed).sample(
+            [ex.text for ex in train_ex], min(cfg.output.calibration_texts, len(train_ex))
+        ),
         compare_orders=cfg.output.compare_int8_recipes,
         threads=threads,
     )
