@@ -34,6 +34,13 @@ from stream.settings import Settings
 log = get_logger(__name__)
 
 
+CONNECT_TIMEOUT_S = 30.0
+_AUTH_HINT = (
+    "check MODSTREAM_SECURITY_PROTOCOL, MODSTREAM_SASL_MECHANISM, MODSTREAM_SASL_USERNAME "
+    "and the password"
+)
+
+
 class _HostOnly(BootStrategy):
     """Faust's own consumer and producer stay off: the pipeline brings its own clients."""
 
@@ -68,33 +75,22 @@ class ScoringService(mode.Service):
         delay = 0.5
         while not self.should_stop:
             try:
-                if kafka.create_topics:
-                    await ensure_topics(kafka)
-                self._producer = make_producer(kafka)
-                await self._producer.start()
-                self._consumer = make_consumer(kafka)
-                self.pipeline = ScoringPipeline(
-                    self.settings,
-                    self.classifier,
-                    self.metrics,
-                    self.policy,
-                    self._consumer,
-                    self._producer,
-                )
-                # Subscribe once, with the listener, before the consumer starts:
-                # re-subscribing a started consumer races aiokafka's fetcher.
-                self._consumer.subscribe(
-                    [kafka.input_topic], listener=self.pipeline.rebalance_listener()
-                )
-                await self._consumer.start()
+                # A TLS client against a plaintext listener waits forever: bound it.
+                await asyncio.wait_for(self._connect(), CONNECT_TIMEOUT_S)
                 break
-            except KafkaError as exc:
-                log.warning("kafka_connect_failed", error=repr(exc), retry_in_s=delay)
+            except (KafkaError, TimeoutError, OSError) as exc:
+                log.warning("kafka_connect_failed", error=type(exc).__name__, retry_in_s=delay)
+            except Exception as exc:  # aiokafka reports bad SASL credentials as KeyError & co
+                log.error("kafka_connect_rejected", error=type(exc).__name__, hint=_AUTH_HINT)
                 self.metrics.errors.labels("connect").inc()
-                self.pipeline = None
                 await self._close_clients()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await self.crash(RuntimeError(f"Kafka rejected the connection: {_AUTH_HINT}"))
+                return
+            self.metrics.errors.labels("connect").inc()
+            self.pipeline = None
+            await self._close_clients()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
         if self.should_stop or self.pipeline is None:
             return
         await self.pipeline.start()
@@ -104,6 +100,26 @@ class ScoringService(mode.Service):
             await self.crash(
                 RuntimeError("a pipeline stage failed; exiting so the worker is restarted")
             )
+
+    async def _connect(self) -> None:
+        kafka = self.settings.kafka
+        if kafka.create_topics:
+            await ensure_topics(kafka)
+        self._producer = make_producer(kafka)
+        await self._producer.start()
+        self._consumer = make_consumer(kafka)
+        self.pipeline = ScoringPipeline(
+            self.settings,
+            self.classifier,
+            self.metrics,
+            self.policy,
+            self._consumer,
+            self._producer,
+        )
+        # Subscribe once, with the listener, before the consumer starts:
+        # re-subscribing a started consumer races aiokafka's fetcher.
+        self._consumer.subscribe([kafka.input_topic], listener=self.pipeline.rebalance_listener())
+        await self._consumer.start()
 
     async def on_stop(self) -> None:
         if self.pipeline is not None:

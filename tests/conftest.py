@@ -17,6 +17,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL_DIR = REPO_ROOT / "classifiers" / "models" / "modstream-minilm"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        default=False,
+        help="also run tests marked slow (long fault-injection runs)",
+    )
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

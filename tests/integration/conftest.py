@@ -11,9 +11,7 @@
 
 Every test here is marked ``integration``; fault-injection modules add
 ``faults``; long cases are ``slow`` and run only with ``--run-slow`` (or
-``MODSTREAM_RUN_SLOW=1``). The option is registered here; pytest only sees
-it when this directory is on the command line (``pytest tests/integration
---run-slow``) or when ``tests/conftest.py`` registers it too.
+``MODSTREAM_RUN_SLOW=1``). The option is registered in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -36,18 +34,6 @@ from integration_helpers import (
 from stream.broker import EmbeddedBroker
 
 HERE = Path(__file__).resolve().parent
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    try:
-        parser.addoption(
-            "--run-slow",
-            action="store_true",
-            default=False,
-            help="also run tests marked slow (long fault-injection runs)",
-        )
-    except ValueError:  # a conftest higher up already defines it
-        pass
 
 
 def _run_slow(config: pytest.Config) -> bool:
