@@ -110,6 +110,7 @@ async def _run_load(
         auto_offset_reset="latest",
         group_id=None,
         fetch_max_bytes=32 * 1024 * 1024,
+        fetch_max_wait_ms=10,
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     await consumer.start()

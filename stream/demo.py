@@ -147,6 +147,7 @@ async def collect(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
+        fetch_max_wait_ms=20,
     )
     await consumer.start()
     got = Collected()
