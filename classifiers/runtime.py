@@ -32,6 +32,7 @@ from tokenizers import Tokenizer
 from classifiers.cache import ScoreCache, text_key
 from classifiers.card import ModelCard, ModelLoadError, load_card
 from classifiers.normalize import normalize
+from classifiers.windows import PAD_ID, load_tokenizer, pad_batch, split_windows
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ class OnnxClassifier:
         self._tokenizer = self._load_tokenizer()
         self._cls = self._token_id("[CLS]")
         self._sep = self._token_id("[SEP]")
-        self._pad = self._token_id("[PAD]")
+        if self._token_id("[PAD]") != PAD_ID:
+            raise ModelLoadError(f"tokenizer's [PAD] id is not {PAD_ID}")
         self.session, self.variant = self._load_session(
             providers, variant, intra_op_threads or cpu_quota(), trt_cache_dir
         )
@@ -117,12 +119,9 @@ class OnnxClassifier:
     def _load_tokenizer(self) -> Tokenizer:
         path = self.model_dir / self.card.tokenizer
         try:
-            tok = Tokenizer.from_file(str(path))
+            return load_tokenizer(path)
         except Exception as exc:  # tokenizers raises its own Exception type
             raise ModelLoadError(f"cannot load tokenizer {path}: {exc}") from exc
-        tok.no_truncation()
-        tok.no_padding()
-        return tok
 
     def _token_id(self, token: str) -> int:
         token_id = self._tokenizer.token_to_id(token)
@@ -222,15 +221,9 @@ class OnnxClassifier:
 
     def windows(self, ids: Sequence[int]) -> list[list[int]]:
         """Cut token ids (no special tokens) into model windows with ``[CLS]``/``[SEP]``."""
-        span = self.card.max_tokens - 2
-        stride = self.card.window_stride
-        starts = range(0, max(1, len(ids) - span + stride), stride) if len(ids) > span else [0]
-        out = []
-        for s in starts:
-            out.append([self._cls, *ids[s : s + span], self._sep])
-            if s + span >= len(ids):
-                break
-        return out
+        return split_windows(
+            ids, self._cls, self._sep, self.card.max_tokens, self.card.window_stride
+        )
 
     def prepare(self, texts: Sequence[str]) -> Prepared:
         normalized = [normalize(t) for t in texts]
@@ -261,14 +254,10 @@ class OnnxClassifier:
         )
         owner_arr = np.asarray(owners, dtype=np.int64)
         for idx in self._chunks(order, lengths):
-            width = max(lengths[j] for j in idx)
-            input_ids = np.full((len(idx), width), self._pad, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for k, j in enumerate(idx):
-                w = windows[j]
-                input_ids[k, : len(w)] = w
-                mask[k, : len(w)] = 1
-            prepared.chunks.append((input_ids, mask, np.zeros_like(input_ids)))
+            feeds = pad_batch([windows[j] for j in idx])
+            prepared.chunks.append(
+                (feeds["input_ids"], feeds["attention_mask"], feeds["token_type_ids"])
+            )
             prepared.owners.append(owner_arr[idx])
         return prepared
 
