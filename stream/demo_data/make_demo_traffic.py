@@ -887,7 +887,7 @@ MALFORMED: tuple[tuple[str, str, bytes], ...] = (
      b'{"message_id": "{id}", "text": "tab\there"}'),
     ("UTF-8 byte order mark", "invalid_json",
      b'\xef\xbb\xbf{"message_id": "{id}", "text": "hello from the windows client"}'),
-    ("lone surrogate escape", "invalid_json",
+    ("lone surrogate escape", "invalid_utf8",
      b'{"message_id": "{id}", "text": "broken emoji \\ud83d here"}'),
     ("array holding a message", "schema", b'[{"message_id": "{id}", "text": "wrapped in a list"}]'),
     ("empty array", "schema", b"[]"),
