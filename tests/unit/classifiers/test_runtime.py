@@ -221,7 +221,7 @@ def test_int8_batch_effect_is_small(variant_clf: VariantLoader) -> None:
 
 
 def test_padding_does_not_change_a_score(variant_clf: VariantLoader) -> None:
-    clf: OnnxClassifier = variant_clf("fp32")
+    clf: OnnxClassifier = variant_clf("int8")
     short = "you are a terrible person"
     together = clf.score([short, "padding partner " * 40])[0]
     np.testing.assert_allclose(together, clf.score([short])[0], atol=TOL)
