@@ -45,19 +45,7 @@ class ModerationService:
     async def moderate(self, texts: list[str]) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         scores = await loop.run_in_executor(self._pool, self.classifier.score, texts)
-        results = []
-        for row in scores.tolist():
-            triggered = self.policy.triggered(row)
-            results.append(
-                {
-                    "flagged": bool(triggered),
-                    "categories": {c: c in triggered for c in self.policy.categories},
-                    "category_scores": {
-                        c: round(s, 6) for c, s in zip(self.policy.categories, row, strict=True)
-                    },
-                }
-            )
-        return results
+        return [result for _, result in self.policy.results(scores)]
 
 
 def _error(view: faust.web.View, status: int, message: str, kind: str) -> Any:

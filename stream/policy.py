@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -82,6 +84,27 @@ class Policy:
         self.id = f"{spec.name}@{spec.version}"
         self._threshold_row = [self.thresholds[c] for c in self.categories]
         self._rank = {a: i for i, a in enumerate(ACTIONS)}
+
+    def results(self, scores: np.ndarray) -> list[tuple[list[str], dict[str, Any]]]:
+        """Per row of ``scores``: (triggered categories, OpenAI-shaped result).
+
+        The result holds ``flagged``, ``categories`` and ``category_scores``
+        (rounded to 6 decimals), as the stream and ``/v1/moderations`` publish it.
+        """
+        out = []
+        for row in np.round(scores, 6).tolist():
+            triggered = self.triggered(row)
+            out.append(
+                (
+                    triggered,
+                    {
+                        "flagged": bool(triggered),
+                        "categories": {c: c in triggered for c in self.categories},
+                        "category_scores": dict(zip(self.categories, row, strict=True)),
+                    },
+                )
+            )
+        return out
 
     def triggered(self, scores: Sequence[float]) -> list[str]:
         return [

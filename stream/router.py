@@ -49,7 +49,6 @@ class Router:
         self.policy = policy
         self.model_id = model_id
         self.include_text = include_text
-        self.categories = policy.categories
 
     def route(self, entries: Sequence[Entry], scores: np.ndarray) -> Routed:
         """Outputs for ``entries``; ``scores`` has one row per entry with a message, in order."""
@@ -58,7 +57,7 @@ class Router:
         dead_reasons: list[str] = []
         scored_at = now_iso()
         now_ms = time.time() * 1000.0
-        rows = iter(np.round(scores, 6).tolist())
+        decided = iter(self.policy.results(scores))
         for entry in entries:
             if entry.dead is not None:
                 records.append(
@@ -71,17 +70,14 @@ class Router:
             msg = entry.message
             if msg is None:  # an entry has a message or a dead letter
                 continue
-            row = next(rows)
-            triggered = self.policy.triggered(row)
+            triggered, result = next(decided)
             event = {
                 "schema_version": SCHEMA_VERSION,
                 "message_id": msg.message_id,
                 "user_id": msg.user_id,
                 "conversation_id": msg.conversation_id,
                 "tenant_id": msg.tenant_id,
-                "flagged": bool(triggered),
-                "categories": {c: c in triggered for c in self.categories},
-                "category_scores": dict(zip(self.categories, row, strict=True)),
+                **result,
                 "model": self.model_id,
                 "policy": self.policy.id,
                 "sent_at": msg.sent_at,
