@@ -131,14 +131,4 @@ class Decoder:
             )
         if not text.strip():
             return dead_letter(ref, raw, "empty_text", "text is empty or whitespace")
-        if _has_lone_surrogate(text):
-            return dead_letter(ref, raw, "invalid_utf8", "text contains a lone surrogate escape")
         return message
-
-
-def _has_lone_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
