@@ -38,7 +38,6 @@ class Entry:
 class Routed:
     records: list[OutRecord]
     flagged: list[tuple[list[str], str]]  # (triggered categories, action) per flagged message
-    dead_reasons: list[str]
 
 
 class Router:
@@ -54,7 +53,6 @@ class Router:
         """Outputs for ``entries``; ``scores`` has one row per entry with a message, in order."""
         records: list[OutRecord] = []
         flagged: list[tuple[list[str], str]] = []
-        dead_reasons: list[str] = []
         scored_at = now_iso()
         now_ms = time.time() * 1000.0
         decided = iter(self.policy.results(scores))
@@ -65,7 +63,6 @@ class Router:
                         self.kafka.dlq_topic, entry.ref.key, entry.dead.model_dump_json().encode()
                     )
                 )
-                dead_reasons.append(entry.dead.reason)
                 continue
             msg = entry.message
             if msg is None:  # an entry has a message or a dead letter
@@ -94,4 +91,4 @@ class Router:
                     OutRecord(self.kafka.flagged_topic, entry.ref.key, orjson.dumps(event))
                 )
                 flagged.append((triggered, action))
-        return Routed(records, flagged, dead_reasons)
+        return Routed(records, flagged)
