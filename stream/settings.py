@@ -296,11 +296,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, recursively, without mutating either."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -330,8 +331,8 @@ def load_settings(
     """
     env = dict(os.environ if environ is None else environ)
     data: dict[str, Any] = _read_yaml(config_file) if config_file else {}
-    data = _merge(data, _FlatEnvSource(Settings, env)())
-    data = _merge(data, dict(overrides))
+    data = deep_merge(data, _FlatEnvSource(Settings, env)())
+    data = deep_merge(data, dict(overrides))
     unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
         raise ConfigError(f"unknown config section(s) {unknown}; expected {sorted(_SECTIONS)}")

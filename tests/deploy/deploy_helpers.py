@@ -28,17 +28,6 @@ def load_values(name: str) -> dict[str, Any]:
     return values or {}
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``override`` on top of ``base``, recursively, without mutating either."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def by_kind(objects: Manifests, kind: str) -> list[dict[str, Any]]:
     return [obj for (k, _), obj in objects.items() if k == kind]
 

@@ -19,12 +19,13 @@ from deploy_helpers import (
     REPO,
     VALUES_FILES,
     by_kind,
-    deep_merge,
     effective_env,
     load_values,
     one,
     worker_container,
 )
+
+from stream.settings import deep_merge
 
 #: Settings the worker reads (the MODSTREAM_ prefix dropped), from the settings contract.
 WORKER_SETTINGS = frozenset(
