@@ -49,6 +49,9 @@ def normalize(text: str) -> str:
     'kill yourself, faggot!!! soo'
     """
     text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_HOMOGLYPHS)
+    # Collapse whitespace before un-spacing, so "k\ri\rl\rl" is un-spaced now
+    # rather than on a second call (normalize must be idempotent).
+    text = _SPACE_RE.sub(" ", text)
     text = _SPACED_RE.sub(_unspace, text)
     text = _LEET_RE.sub(_unleet, text)
     text = _STRETCH_RE.sub(r"\1\1", text)

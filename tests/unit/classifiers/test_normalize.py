@@ -110,3 +110,10 @@ def test_benchmark_digest_is_not_the_model_normalisation() -> None:
 @given(st.text(max_size=60))
 def test_benchmark_digest_property(text: str) -> None:
     assert benchmark_digest(text) == sources_md_digest(text)
+
+
+def test_letters_spaced_by_other_whitespace_are_joined_in_one_call() -> None:
+    # Found by the property test above: "\r" and NEL became spaces only after
+    # un-spacing ran, so a second call changed the text again.
+    assert normalize("A\rA\rA\x85A") == "AA"
+    assert normalize("k\ti\tl\tl") == "kill"
