@@ -14,6 +14,13 @@ How a list of texts becomes scores:
 ``prepare`` does 1-3 (pure CPU, tokenizers releases the GIL), ``infer`` does
 4 and the model run, so the stream overlaps the next batch's tokenising
 with this batch's inference.
+
+On the CPU a batch's chunks run on ``streams`` threads at once, each ONNX run
+on ``threads / streams`` intra-op threads. Chat lines make small matrices
+(a chunk is a few hundred tokens), which one thread keeps busy better than
+two: on 2 cores, two single-threaded runs side by side scored 1,215-1,269
+windows/s where one run on two threads scored 947-1,140 (int8 6-layer
+model, 48x16 windows).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +95,7 @@ class OnnxClassifier:
         providers: Sequence[str] = ("CPUExecutionProvider",),
         variant: str = "auto",
         intra_op_threads: int = 0,
+        streams: int = 0,
         cache_size: int = 0,
         trt_cache_dir: Path | None = None,
         chunk_windows: int = CHUNK_WINDOWS,
@@ -107,11 +116,22 @@ class OnnxClassifier:
         self._sep = self._token_id("[SEP]")
         if self._token_id("[PAD]") != PAD_ID:
             raise ModelLoadError(f"tokenizer's [PAD] id is not {PAD_ID}")
+        threads = intra_op_threads or cpu_quota()
+        wants_gpu = any(p in GPU_PROVIDERS for p in providers)
+        self.streams = streams or (1 if wants_gpu else threads)
         self.session, self.variant = self._load_session(
-            providers, variant, intra_op_threads or cpu_quota(), trt_cache_dir
+            providers, variant, max(1, threads // self.streams), trt_cache_dir
         )
         self.provider = self.session.get_providers()[0]
         self._on_gpu = self.provider in GPU_PROVIDERS
+        if self._on_gpu:
+            self.streams = 1  # one device queue; IO binding keeps it busy
+        #: runs a batch's chunks side by side; InferenceSession.run is thread-safe
+        self._pool = (
+            ThreadPoolExecutor(self.streams, thread_name_prefix="onnx-run")
+            if self.streams > 1
+            else None
+        )
         self._input_names = {i.name for i in self.session.get_inputs()}
 
     # -- loading ---------------------------------------------------------------------------
@@ -289,8 +309,11 @@ class OnnxClassifier:
         if not len(prepared.todo):
             return scores
         window_max = np.zeros_like(scores)
-        for (input_ids, mask, types), owners in zip(prepared.chunks, prepared.owners, strict=True):
-            out = self._run(input_ids, mask, types)
+        if self._pool is not None and len(prepared.chunks) > 1:
+            outs = list(self._pool.map(lambda chunk: self._run(*chunk), prepared.chunks))
+        else:
+            outs = [self._run(*chunk) for chunk in prepared.chunks]
+        for out, owners in zip(outs, prepared.owners, strict=True):
             np.maximum.at(window_max, owners, out)
         scores[prepared.todo] = window_max[prepared.todo]
         for i in prepared.todo:
@@ -299,6 +322,12 @@ class OnnxClassifier:
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         return self.infer(self.prepare(texts))
+
+    def close(self) -> None:
+        """Stop the stream threads (idempotent); the session itself needs no closing."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _run(self, input_ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}

@@ -29,13 +29,20 @@ def main() -> None:
         ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
     ):
         try:
-            clf = load_classifier(None, providers=providers, variant="fp16", cache_size=0, chunk_windows=1024)
+            clf = load_classifier(
+                None, providers=providers, variant="fp16", cache_size=0, chunk_windows=1024
+            )
         except Exception as exc:  # report, keep going
             out["runs"].append({"providers": providers, "error": repr(exc)})  # type: ignore[union-attr]
             continue
         for batch in (64, 256, 1024):
             out["runs"].append(  # type: ignore[union-attr]
-                {"provider": clf.provider, "variant": clf.variant, "batch": batch, "msgs_per_s": rate(clf, texts, batch)}
+                {
+                    "provider": clf.provider,
+                    "variant": clf.variant,
+                    "batch": batch,
+                    "msgs_per_s": rate(clf, texts, batch),
+                }
             )
     print(json.dumps(out, indent=2))
 

@@ -39,6 +39,17 @@ from stream.kafka import ensure_topics
 from stream.settings import KafkaSettings, load_settings
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``): the same instance type can be Intel or AMD."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def demo_texts() -> list[str]:
     texts = []
     for raw in read_records():
@@ -88,6 +99,7 @@ def model_only(model_dir: Path, batch_size: int, quick: bool) -> dict[str, Any]:
         "model": f"{clf.name}@{clf.version}",
         "variant": getattr(clf, "variant", None),
         "provider": clf.provider,
+        "inference_streams": getattr(clf, "streams", 1),
         "full_batch_inference_ms_p99": round(float(np.percentile(full_batch_s, 99)) * 1000, 1),
         "mean_tokens": round(float(np.mean([len(t.split()) for t in texts])) * 1.3, 1),
     }
@@ -226,6 +238,7 @@ def run_bench(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
+            "cpu_model": cpu_model(),
             "platform": platform.platform(),
             "python": sys.version.split()[0],
         },

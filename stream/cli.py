@@ -39,6 +39,7 @@ def _load_classifier(model: Any, cache_size: int | None = None) -> Any:
         providers=model.providers,
         variant=model.model_variant,
         intra_op_threads=model.intra_op_threads,
+        streams=model.inference_streams,
         cache_size=model.cache_size if cache_size is None else cache_size,
         trt_cache_dir=model.trt_cache_dir,
     )

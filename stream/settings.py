@@ -158,6 +158,11 @@ class ModelSettings(_Section):
         description="ONNX Runtime execution providers in order of preference, comma separated.",
     )
     intra_op_threads: int = Field(0, ge=0, description="0: fit the container's CPU quota.")
+    inference_streams: int = Field(
+        0,
+        ge=0,
+        description="ONNX runs at once, sharing the threads; 0: one per thread on CPU, 1 on GPU.",
+    )
     cache_size: int = Field(
         65_536, ge=0, description="Exact-text dedupe cache entries; 0 turns it off."
     )

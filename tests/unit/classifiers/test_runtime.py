@@ -210,6 +210,29 @@ def test_sorting_by_length_does_not_change_scores(variant_clf: VariantLoader, va
     np.testing.assert_allclose(sorted_clf.score(texts), plain.score(texts), atol=TOL)
 
 
+def test_streams_run_chunks_side_by_side_with_the_same_scores(model_dir: Path) -> None:
+    # Tiny chunks give a batch many chunks; two streams must run them on two
+    # threads and put every window's score back on its own text.
+    texts = list(reversed(TEXTS)) + ["a", "a much longer line of chat text " * 5, "b c"]
+    one = load(model_dir, chunk_windows=2, streams=1)
+    two = load(model_dir, chunk_windows=2, intra_op_threads=2, streams=2)
+    try:
+        assert two.streams == 2 and len(two.prepare(texts).chunks) > 2
+        np.testing.assert_allclose(two.score(texts), one.score(texts), atol=TOL)
+    finally:
+        two.close()
+        two.close()  # idempotent
+
+
+def test_cpu_streams_default_to_one_per_thread(model_dir: Path) -> None:
+    clf = load(model_dir, intra_op_threads=2)
+    try:
+        assert clf.streams == 2
+    finally:
+        clf.close()
+    assert load(model_dir).streams == 1
+
+
 def test_int8_batch_effect_is_small(variant_clf: VariantLoader) -> None:
     # A coarse guard that holds even for a dynamic-int8 graph (whose scores
     # move with the batch: 0.017 on the dev model); the shipped static graph
