@@ -31,8 +31,10 @@ Use::
     python -m classifiers.dataset --raw ../shared/data/raw --out /tmp/curated
 
 writes ``train.jsonl``, ``val.jsonl`` and ``manifest.json`` and prints a
-source x category table. Nothing generated here may be committed: it is
-rebuilt from ``shared/data`` by this script.
+source x category table. The texts are not committed (several sources may
+not be redistributed); ``--index`` writes the committed label index
+(``classifiers/data/curated/labels.jsonl.gz``: text ids, sources, splits,
+labels), which a test checks against a rebuild.
 """
 
 from __future__ import annotations
@@ -1835,6 +1837,40 @@ def write_jsonl(examples: Iterable[Example], path: Path) -> None:
             fh.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
 
 
+def text_id(text: str) -> str:
+    """A curated text's id in the label index: the first 16 hex digits of its sha256."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def index_rows(train: Sequence[Example], val: Sequence[Example]) -> Iterator[dict[str, Any]]:
+    """The label index: per curated text its id, source, split and labels (no text).
+
+    Committed as ``classifiers/data/curated/labels.jsonl.gz`` so the curated
+    set's labels and split are reviewable and diffable in git, while the
+    third-party texts stay in ``shared/data`` (several sources are
+    share-alike or marked "verify before redistribution"). Rebuilding from
+    ``shared/data`` must reproduce it exactly (``tests/unit/classifiers``).
+    """
+    for split, examples in (("train", train), ("val", val)):
+        for ex in examples:
+            yield {
+                "id": text_id(ex.text),
+                "source": ex.source,
+                "split": split,
+                "labels": [ex.labels.get(c) for c in CATEGORIES],
+            }
+
+
+def write_index(train: Sequence[Example], val: Sequence[Example], path: Path) -> None:
+    """Write the label index as gzipped JSON lines, byte-for-byte reproducible (no mtime)."""
+    import gzip
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in index_rows(train, val))
+    with path.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as fh:
+        fh.write(lines.encode("utf-8"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: build, split and write ``train.jsonl``, ``val.jsonl``, ``manifest.json``."""
     parser = argparse.ArgumentParser(
@@ -1858,6 +1894,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--sources-md", type=Path, default=None, help="also write this SOURCES.md")
+    parser.add_argument(
+        "--index",
+        type=Path,
+        default=None,
+        help="also write the label index (ids, sources, splits, labels; no texts) as .jsonl.gz",
+    )
     args = parser.parse_args(argv)
 
     exclude = args.exclude or args.raw.parent / "benchmark-exclude.sha256"
@@ -1879,6 +1921,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.sources_md:
         args.sources_md.write_text(render_sources_md(manifest), encoding="utf-8")
+    if args.index:
+        write_index(train, val, args.index)
     print(format_table(result.examples, result.report))
     print(
         f"\n{len(result.examples)} examples ({len(train)} train / {len(val)} val) -> {args.out} "

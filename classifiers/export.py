@@ -214,6 +214,8 @@ def build_int8(
     hidden: int,
     per_channel: bool = True,
     calibration: Sequence[dict[str, np.ndarray]] = (),
+    *,
+    attention: bool = False,
 ) -> Path:
     """Write the int8 graph by ``recipe`` (see :data:`INT8_RECIPES`).
 
@@ -225,7 +227,9 @@ def build_int8(
 
         if not calibration:
             raise ValueError("int8_recipe 'static' needs calibration texts")
-        return quantize_static_int8(raw, dst, calibration)
+        return quantize_static_int8(
+            raw, dst, calibration, per_channel=per_channel, attention_int8=attention
+        )
     if recipe == "fuse_then_quantize":
         return quantize_int8(fused, dst, per_channel)
     if recipe == "quantize_only":
@@ -261,6 +265,7 @@ def export_model(
     stride: int = 96,
     int8_recipe: str = DEFAULT_INT8_RECIPE,
     int8_per_channel: bool = True,
+    int8_attention: bool = False,
     texts: Sequence[str] = PARITY_TEXTS,
     calibration_texts: Sequence[str] = (),
     compare_orders: bool = False,
@@ -288,6 +293,7 @@ def export_model(
         "exporter": "torch.onnx.export(dynamo=False)",
         "int8_recipe": int8_recipe,
         "int8_per_channel": int8_per_channel,
+        "int8_attention": int8_attention,
     }
     timings: dict[str, float] = {}
 
@@ -308,7 +314,15 @@ def export_model(
             for i in range(0, len(calibration_texts), 32)
         ]
         build_int8(
-            raw, fused, out_dir / INT8_FILE, int8_recipe, heads, hidden, int8_per_channel, calibration
+            raw,
+            fused,
+            out_dir / INT8_FILE,
+            int8_recipe,
+            heads,
+            hidden,
+            int8_per_channel,
+            calibration,
+            attention=int8_attention,
         )
         timings["int8_s"] = time.perf_counter() - t0
         # the GPU variant keeps the fused graph: fused Attention is where CUDA gains most

@@ -132,6 +132,21 @@ def build_from_config(
     return MeanPoolClassifier(encoder, n_labels, dropout)
 
 
+def keep_first_layers(model: MeanPoolClassifier, n_layers: int) -> MeanPoolClassifier:
+    """Drop the encoder's top layers, keeping the first ``n_layers`` (a faster student).
+
+    Dropping from the top keeps the embeddings and the lower layers that the
+    head's input is built from; the head is then retrained on the shallower
+    output. The config is updated so the checkpoint rebuilds the same shape.
+    """
+    layers = model.encoder.encoder.layer
+    if not 1 <= n_layers <= len(layers):
+        raise ValueError(f"n_layers must be in [1, {len(layers)}], got {n_layers}")
+    model.encoder.encoder.layer = layers[:n_layers]
+    model.encoder.config.num_hidden_layers = n_layers
+    return model
+
+
 def save_checkpoint(
     model: MeanPoolClassifier, meta: CheckpointMeta, tokenizer_path: Path, out_dir: Path
 ) -> Path:

@@ -34,22 +34,47 @@ class _Reader(CalibrationDataReader):
         return next(self._feeds, None)
 
 
-def quantize_static_int8(src: Path, dst: Path, calibration: Iterable[Feeds]) -> Path:
+def activation_matmuls(path: Path) -> list[str]:
+    """Names of the MatMul nodes with no weight input: attention's ``QK^T`` and ``PV`` products."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type == "MatMul" and not any(i in weights for i in node.input)
+    ]
+
+
+def quantize_static_int8(
+    src: Path,
+    dst: Path,
+    calibration: Iterable[Feeds],
+    *,
+    per_channel: bool = True,
+    attention_int8: bool = True,
+) -> Path:
     """Write a calibrated static-int8 (QDQ) copy (MatMul, Gemm, and the embedding Gather) of the fp32 graph ``src`` to ``dst``.
 
     ``calibration`` yields model feeds (``input_ids``, ``attention_mask``,
     ``token_type_ids``) built exactly as serving builds them; a few hundred
-    windows of real text are enough for MinMax ranges.
+    windows of real text are enough for MinMax ranges. ``attention_int8``
+    False keeps attention's two activation-by-activation products in fp32:
+    for chat lines (a few tokens) they are tiny, and quantising both of their
+    inputs costs more than it saves.
     """
     pre = dst.with_suffix(".pre.onnx")
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    exclude = [] if attention_int8 else activation_matmuls(pre)
     try:
         quantize_static(
             str(pre),
             str(dst),
             _Reader(calibration),
             quant_format=QuantFormat.QDQ,
-            per_channel=True,
+            per_channel=per_channel,
+            nodes_to_exclude=exclude,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,

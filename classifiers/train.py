@@ -104,6 +104,15 @@ class ModelConfig(_Section):
         default="max_pool",
         description="how a long text's label reaches its windows (module docstring)",
     )
+    num_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="keep the encoder's first N transformer layers (a faster student); null = all",
+    )
+    init: Literal["base", "teacher"] = Field(
+        default="base",
+        description="start from the base encoder, or from distill.teacher_run's checkpoint",
+    )
 
     @model_validator(mode="after")
     def _stride_fits(self) -> ModelConfig:
@@ -141,6 +150,24 @@ class OptimConfig(_Section):
     )
 
 
+class DistillConfig(_Section):
+    teacher_run: Path | None = Field(
+        default=None,
+        description="a finished training run (its --out) whose int8 ONNX scores the training "
+        "texts; null = no distillation",
+    )
+    teacher_config: Path | None = Field(
+        default=None,
+        description="config that trains the teacher into teacher_run first when it is not there",
+    )
+    weight: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of the loss on the teacher's scores; the rest is on the labels",
+    )
+
+
 class OutputConfig(_Section):
     name: str = MODEL_NAME
     version: str = "1.0.0"
@@ -155,6 +182,10 @@ class OutputConfig(_Section):
     int8_per_channel: bool = Field(
         default=True, description="per-channel int8 weight scales (closer to fp32, ~15% slower)"
     )
+    int8_attention: bool = Field(
+        default=False,
+        description="static recipe: quantise attention's activation-by-activation MatMuls too",
+    )
     compare_int8_recipes: bool = Field(default=False, description="time all int8 recipes at export")
     calibration_texts: int = Field(
         default=600, ge=1, description="training texts that calibrate the static int8 recipe"
@@ -167,7 +198,14 @@ class TrainConfig(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: OptimConfig = Field(default_factory=OptimConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _teacher_init_needs_a_teacher(self) -> TrainConfig:
+        if self.model.init == "teacher" and self.distill.teacher_run is None:
+            raise ValueError("model.init 'teacher' needs distill.teacher_run")
+        return self
 
 
 def _format_errors(exc: ValidationError) -> str:
@@ -207,6 +245,8 @@ class Doc:
     labels: np.ndarray  # [n_cat] float32, 0/1 (unknown -> 0)
     mask: np.ndarray  # [n_cat] float32, 1 = label known
     source: str
+    #: the teacher's score per category (max over these windows), when distilling
+    soft: np.ndarray | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -337,6 +377,7 @@ def collate(docs: Sequence[Doc]) -> dict[str, Any]:
     feeds = pad_batch(windows)
     owner = [i for i, d in enumerate(docs) for _ in d.windows]
     slot = [j for d in docs for j in range(len(d.windows))]
+    soft = [d.soft for d in docs if d.soft is not None]
     return {
         **{k: torch.from_numpy(v) for k, v in feeds.items()},
         "owner": torch.tensor(owner, dtype=torch.long),
@@ -344,6 +385,7 @@ def collate(docs: Sequence[Doc]) -> dict[str, Any]:
         "max_windows": max(len(d.windows) for d in docs),
         "labels": torch.from_numpy(np.stack([d.labels for d in docs])),
         "mask": torch.from_numpy(np.stack([d.mask for d in docs])),
+        "soft": torch.from_numpy(np.stack(soft)) if len(soft) == len(docs) else None,
     }
 
 
@@ -371,6 +413,90 @@ def masked_bce(logits: Any, targets: Any, mask: Any, pos_weight: Any | None = No
         logits, targets, reduction="none", pos_weight=pos_weight
     )
     return (per_label * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def distill_loss(logits: Any, batch: dict[str, Any], hard: Any, weight: float) -> Any:
+    """Mix the label loss with BCE against the teacher's scores on every category.
+
+    The teacher's scores cover the categories a source leaves unlabelled, so
+    the student learns from every text on every category, not only the
+    labelled ones (Hinton et al.'s soft targets, at temperature 1).
+    """
+    import torch.nn.functional as F
+
+    if batch["soft"] is None or weight == 0.0:
+        return hard
+    soft = F.binary_cross_entropy_with_logits(logits, batch["soft"])
+    return (1.0 - weight) * hard + weight * soft
+
+
+def teacher_soft_targets(
+    docs: Sequence[Doc], model_path: Path, threads: int, chunk: int = 64
+) -> None:
+    """Score every training window with the teacher's ONNX graph; ``doc.soft`` = max per text.
+
+    Windows are length-sorted and run in chunks, as serving does; the max over
+    a text's kept windows matches how the student's loss pools its windows.
+    """
+    import onnxruntime as ort
+
+    from classifiers.windows import pad_batch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(
+        str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    owner = np.array([i for i, d in enumerate(docs) for _ in d.windows], dtype=np.int64)
+    windows = [w for d in docs for w in d.windows]
+    order = np.argsort([len(w) for w in windows], kind="stable")
+    soft = np.zeros((len(docs), len(CATEGORIES)), dtype=np.float32)
+    bar = _progress(math.ceil(len(order) / chunk), "teacher")
+    for start in range(0, len(order), chunk):
+        idx = order[start : start + chunk]
+        feeds = pad_batch([windows[j] for j in idx])
+        np.maximum.at(soft, owner[idx], session.run(["scores"], feeds)[0])
+        bar.update(1)
+    bar.close()
+    for doc, row in zip(docs, soft, strict=True):
+        doc.soft = row
+
+
+def ensure_teacher(cfg: TrainConfig) -> Path | None:
+    """The teacher run's int8 graph; trains the teacher first (``distill.teacher_config``) if missing.
+
+    int8, not fp32: it scores the ~65k training windows about twice as fast,
+    and it is the graph the teacher shipped as.
+    """
+    from classifiers.export import INT8_FILE
+
+    run_dir = cfg.distill.teacher_run
+    if run_dir is None:
+        return None
+    graph = run_dir / INT8_FILE
+    if not (graph.is_file() and (run_dir / "checkpoint").is_dir()):
+        if cfg.distill.teacher_config is None:
+            raise FileNotFoundError(
+                f"teacher run {run_dir} has no {INT8_FILE} and checkpoint/; train it first "
+                "or set distill.teacher_config"
+            )
+        print(f"teacher: training {run_dir} with {cfg.distill.teacher_config}", file=sys.stderr)
+        run(load_config(cfg.distill.teacher_config), run_dir, cfg.distill.teacher_config)
+    return graph
+
+
+def teacher_summary(run_dir: Path) -> dict[str, Any]:
+    """What the student's card records about its teacher: identity and validation figures."""
+    card_path = run_dir / "model_card.json"
+    if not card_path.is_file():
+        return {"run": str(run_dir)}
+    card = json.loads(card_path.read_text())
+    return {
+        "run": str(run_dir),
+        "model": f"{card['name']}@{card['version']}",
+        "layers": card["training"]["config"]["model"].get("num_layers") or 6,
+        "any_category_auprc": card.get("evaluation", {}).get("any_category_auprc"),
+    }
 
 
 def linear_schedule(step: int, total: int, warmup: int) -> float:
@@ -436,7 +562,7 @@ def fit(cfg: TrainConfig, docs: list[Doc], out_dir: Path) -> tuple[Any, dict[str
     """Fine-tune from the base weights; returns the model (eval mode) and training stats."""
     import torch
 
-    from classifiers.modeling import load_pretrained
+    from classifiers.modeling import keep_first_layers, load_checkpoint, load_pretrained
 
     opt_cfg = cfg.train
     rng = np.random.default_rng(cfg.seed)
@@ -457,7 +583,12 @@ def fit(cfg: TrainConfig, docs: list[Doc], out_dir: Path) -> tuple[Any, dict[str
     total = len(plans)
     warmup = max(1, round(opt_cfg.warmup_fraction * total))
 
-    model = load_pretrained(len(CATEGORIES), cfg.model.dropout)
+    if cfg.model.init == "teacher" and cfg.distill.teacher_run is not None:
+        model, _ = load_checkpoint(cfg.distill.teacher_run / "checkpoint", attn="sdpa")
+    else:
+        model = load_pretrained(len(CATEGORIES), cfg.model.dropout)
+    if cfg.model.num_layers is not None:
+        keep_first_layers(model, cfg.model.num_layers)
     model.train()
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
     enc = [(n, p) for n, p in model.named_parameters() if not n.startswith("head.")]
@@ -494,7 +625,12 @@ def fit(cfg: TrainConfig, docs: list[Doc], out_dir: Path) -> tuple[Any, dict[str
             logits = doc_logits(
                 logits, batch["owner"], batch["slot"], len(batch_docs), batch["max_windows"]
             )
-            loss = masked_bce(logits, batch["labels"], batch["mask"], pos_weight)
+            loss = distill_loss(
+                logits,
+                batch,
+                masked_bce(logits, batch["labels"], batch["mask"], pos_weight),
+                cfg.distill.weight,
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opt_cfg.grad_clip)
@@ -727,10 +863,16 @@ def run(
             for k, v in previous.items()
             if k not in {"config", "config_file", "wall_time_s", "phase_s", "export", "rows"}
         }
-        phases.update({k: v for k, v in previous["phase_s"].items() if k in ("data", "train")})
+        phases.update(
+            {k: v for k, v in previous["phase_s"].items() if k in ("data", "teacher", "train")}
+        )
         train_stats["reused_checkpoint"] = True
         mark = time.monotonic()
     else:
+        teacher_graph = ensure_teacher(cfg)
+        if teacher_graph is not None:
+            seed_everything(cfg.seed)  # training the teacher first moved the generators
+            mark = time.monotonic()
         train_ex, val_ex = load_examples(cfg)
         n_train = len(train_ex)
         write_manifest(
@@ -751,8 +893,13 @@ def run(
             file=sys.stderr,
         )
         phase("data")
+        if teacher_graph is not None:
+            teacher_soft_targets(docs, teacher_graph, cfg.threads)
+            phase("teacher")
 
         model, train_stats = fit(cfg, docs, out_dir)
+        if teacher_graph is not None:
+            train_stats["teacher"] = teacher_summary(teacher_graph.parent)
         meta = CheckpointMeta(
             categories=list(CATEGORIES),
             encoder_config=model.encoder.config.to_dict(),
@@ -777,6 +924,7 @@ def run(
         stride=cfg.model.stride,
         int8_recipe=cfg.output.int8_recipe,
         int8_per_channel=cfg.output.int8_per_channel,
+        int8_attention=cfg.output.int8_attention,
         texts=(*PARITY_TEXTS, *(ex.text for ex in val_ex[:56])),
         calibration_texts=random.Random(cfg.seed).sample(
             [ex.text for ex in train_ex], min(cfg.output.calibration_texts, len(train_ex))
@@ -805,7 +953,11 @@ def run(
         "max_tokens": cfg.model.max_tokens,
         "window_stride": cfg.model.stride,
         "normalizer": NORMALIZER,
-        "base_model": BASE_MODEL,
+        "base_model": (
+            BASE_MODEL
+            if cfg.model.num_layers is None
+            else f"{BASE_MODEL}, its first {cfg.model.num_layers} layers"
+        ),
         "tokenizer": "tokenizer.json",
         "variants": {"int8": INT8_FILE, "fp16": FP16_FILE},
         "training": {
@@ -822,6 +974,7 @@ def run(
             "export": {
                 "int8_recipe": export_report["int8_recipe"],
                 "int8_per_channel": export_report["int8_per_channel"],
+                "int8_attention": export_report["int8_attention"],
                 "parity": export_report["parity"],
                 "sizes_mb": export_report["sizes_mb"],
             },

@@ -441,3 +441,38 @@ def test_real_small_sources_map(source: str) -> None:
     assert rows
     assert all(set(r.labels) == set(CATEGORIES) for r in rows)
     assert any(1 in r.labels.values() for r in rows)
+
+
+# --- the committed label index --------------------------------------------------------
+INDEX = Path(__file__).resolve().parents[3] / "classifiers" / "data" / "curated" / "labels.jsonl.gz"
+
+
+def test_index_rows_carry_ids_sources_splits_and_labels_but_no_text() -> None:
+    labels = ds.make_labels(pos=["hate"], neg=["violence"])
+    train = [ds.Example("a text", labels, "src", "MIT")]
+    val = [ds.Example("another", ds.make_labels(neg=list(CATEGORIES)), "src/b", "MIT")]
+    rows = list(ds.index_rows(train, val))
+    assert [r["split"] for r in rows] == ["train", "val"]
+    assert rows[0]["id"] == ds.text_id("a text") and len(rows[0]["id"]) == 16
+    assert rows[0]["labels"] == [labels[c] for c in CATEGORIES]
+    assert "text" not in json.dumps(rows)
+
+
+def test_write_index_is_byte_reproducible(tmp_path: Path) -> None:
+    train = [ds.Example("a text", ds.make_labels(pos=["hate"]), "src", "MIT")]
+    ds.write_index(train, [], tmp_path / "a.jsonl.gz")
+    ds.write_index(train, [], tmp_path / "b.jsonl.gz")
+    assert (tmp_path / "a.jsonl.gz").read_bytes() == (tmp_path / "b.jsonl.gz").read_bytes()
+
+
+@pytest.mark.skipif(not SHARED_RAW.is_dir(), reason="shared/data/raw not present")
+def test_rebuilding_from_shared_data_reproduces_the_committed_label_index(tmp_path: Path) -> None:
+    # The curated set is data we commit to: a mapping or written-data change
+    # that moves a label or a split must come with a regenerated index
+    # (python -m classifiers.dataset --index classifiers/data/curated/labels.jsonl.gz).
+    examples = ds.build_examples(
+        SHARED_RAW, ds.DEFAULT_WRITTEN, SHARED_RAW.parent / "benchmark-exclude.sha256"
+    )
+    train, val = ds.split_examples(examples, 0.1, 13)
+    ds.write_index(train, val, tmp_path / "labels.jsonl.gz")
+    assert (tmp_path / "labels.jsonl.gz").read_bytes() == INDEX.read_bytes()

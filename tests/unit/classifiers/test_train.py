@@ -10,11 +10,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from classifiers.dataset import Example  # noqa: E402
-from classifiers.modeling import base_model_dir  # noqa: E402
+from classifiers.modeling import base_model_dir, build_from_config, keep_first_layers  # noqa: E402
+from classifiers.runtime import OnnxClassifier  # noqa: E402
 from classifiers.taxonomy import CATEGORIES  # noqa: E402
 from classifiers.train import (  # noqa: E402
     ConfigError,
     Doc,
+    distill_loss,
     doc_logits,
     label_arrays,
     linear_schedule,
@@ -24,6 +26,7 @@ from classifiers.train import (  # noqa: E402
     plan_batches,
     pos_weights,
     spaced_subset,
+    teacher_soft_targets,
 )
 from classifiers.windows import load_tokenizer  # noqa: E402
 
@@ -44,7 +47,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 # ---------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "smoke.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "teacher.yaml", "smoke.yaml"])
 def test_shipped_configs_are_valid(name: str) -> None:
     cfg = load_config(CONFIGS / name)
     assert cfg.model.stride <= cfg.model.max_tokens - 2
@@ -71,6 +74,11 @@ def test_config_errors_name_the_field(tmp_path: Path, yaml_text: str, field: str
 def test_config_cross_field_check_names_the_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"model: .*stride \(127\)"):
         load_config(_write(tmp_path, "model:\n  max_tokens: 128\n  stride: 127\n"))
+
+
+def test_config_teacher_init_needs_a_teacher_run(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="teacher_run"):
+        load_config(_write(tmp_path, "model:\n  init: teacher\n"))
 
 
 def test_config_must_be_a_mapping(tmp_path: Path) -> None:
@@ -205,3 +213,64 @@ def test_linear_schedule() -> None:
     assert lrs[0] == 0.5 and lrs[1] == 1.0
     assert lrs[-1] == pytest.approx(0.125)
     assert all(a >= b for a, b in zip(lrs[1:], lrs[2:], strict=False))
+
+
+# ---------------------------------------------------------------- distillation
+
+
+def _tiny_encoder_config(layers: int) -> dict[str, object]:
+    return {
+        "vocab_size": 100,
+        "hidden_size": 16,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        "max_position_embeddings": 64,
+    }
+
+
+def test_keep_first_layers_drops_the_top_ones_and_updates_the_config() -> None:
+    model = build_from_config(_tiny_encoder_config(3), len(CATEGORIES), 0.0)
+    bottom = model.encoder.encoder.layer[0]
+    keep_first_layers(model, 2)
+    assert len(model.encoder.encoder.layer) == 2
+    assert model.encoder.encoder.layer[0] is bottom
+    assert model.encoder.config.num_hidden_layers == 2
+    ids = torch.randint(5, 100, (2, 7))
+    out = model(ids, torch.ones_like(ids), torch.zeros_like(ids))
+    assert out.shape == (2, len(CATEGORIES))
+    # the saved config rebuilds the same shape
+    rebuilt = build_from_config(model.encoder.config.to_dict(), len(CATEGORIES), 0.0)
+    rebuilt.load_state_dict(model.state_dict())
+    with pytest.raises(ValueError, match="n_layers"):
+        keep_first_layers(model, 3)
+
+
+def test_distill_loss_mixes_labels_and_teacher_scores() -> None:
+    logits = torch.zeros(2, len(CATEGORIES))
+    hard = torch.tensor(1.5)
+    batch = {"soft": torch.full((2, len(CATEGORIES)), 0.5)}
+    soft_term = float(np.log(2.0))  # BCE of p=0.5 against 0.5
+    assert float(distill_loss(logits, batch, hard, 0.0)) == pytest.approx(1.5)
+    assert float(distill_loss(logits, batch, hard, 1.0)) == pytest.approx(soft_term)
+    assert float(distill_loss(logits, batch, hard, 0.25)) == pytest.approx(
+        0.75 * 1.5 + 0.25 * soft_term
+    )
+    assert float(distill_loss(logits, {"soft": None}, hard, 0.5)) == pytest.approx(1.5)
+
+
+def test_teacher_soft_targets_are_the_served_scores(model_dir: Path) -> None:
+    # The teacher's target for a text is what serving would score it: the
+    # max over its windows, whatever chunk each window ran in.
+    clf = OnnxClassifier(model_dir, intra_op_threads=1)
+    texts = ["you are wonderful", "i will hurt you", "the quick brown fox " * 60]
+    docs = []
+    for text in texts:
+        ids = clf._tokenizer.encode(text, add_special_tokens=False).ids
+        docs.append(Doc(clf.windows(ids), *label_arrays({}), "test"))
+    assert len(docs[2].windows) > 1
+    teacher_soft_targets(docs, model_dir / clf.card.variants["int8"], threads=1, chunk=2)
+    expected = clf.score(texts)
+    for doc, row in zip(docs, expected, strict=True):
+        assert doc.soft is not None
+        np.testing.assert_allclose(doc.soft, row, atol=1e-4)

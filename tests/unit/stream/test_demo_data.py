@@ -96,9 +96,11 @@ def test_malformed_count_matches_the_generator() -> None:
     assert all(b"\n" not in v and b"\r" not in v for v in bad)
     # The invalid UTF-8 lines are why the file is bytes: make sure they survived.
     # (A JSON "\ud83d" escape is valid UTF-8 bytes, though its reason is invalid_utf8.)
-    assert sum(1 for v in bad if not _is_utf8(v)) == sum(
-        1 for _, _, raw in gen.MALFORMED if not _is_utf8(raw)
-    ) >= 4
+    assert (
+        sum(1 for v in bad if not _is_utf8(v))
+        == sum(1 for _, _, raw in gen.MALFORMED if not _is_utf8(raw))
+        >= 4
+    )
 
 
 def _is_utf8(value: bytes) -> bool:
