@@ -51,8 +51,11 @@ CHUNK_WINDOWS = 256
 #: Most padded tokens (windows x longest window) in one ONNX run. Measured on
 #: the demo traffic (median 8 tokens) with the int8 model on 2 cores: one
 #: 64-text run padded to its longest text scored 80 msg/s, chunks of 8
-#: windows 489 msg/s; a token budget keeps chunks of short lines large.
-CHUNK_TOKENS = 384
+#: windows 489 msg/s; a token budget keeps chunks of short lines large. With
+#: two streams and batches of 256, 256 tokens scored 1,660-1,668 msg/s, 384
+#: 1,575-1,589 and 192 1,547 (4-layer model): more, smaller chunks keep both
+#: streams busy to the end of a batch.
+CHUNK_TOKENS = 256
 
 
 def cpu_quota() -> int:

@@ -57,10 +57,7 @@ def dead_letter(ref: RecordRef, raw: bytes | None, reason: str, error: str) -> D
     )
 
 
-def _too_deep(raw: bytes, value: object, limit: int = MAX_JSON_DEPTH) -> bool:
-    # Cheap first: a value with fewer brackets than the limit cannot nest that deep.
-    if raw.count(b"{") + raw.count(b"[") <= limit:
-        return False
+def _too_deep(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
@@ -113,7 +110,9 @@ class Decoder:
             return dead_letter(
                 ref, raw, "schema", f"value is a JSON {type(data).__name__}, not an object"
             )
-        if _too_deep(raw, data):
+        # A value with fewer brackets than the limit cannot nest that deep:
+        # two C-speed counts spare almost every message the walk.
+        if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and _too_deep(data):
             return dead_letter(ref, raw, "schema", f"JSON nested deeper than {MAX_JSON_DEPTH}")
         try:
             message = ChatMessage.model_validate(data)

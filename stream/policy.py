@@ -83,6 +83,8 @@ class Policy:
         }
         self.id = f"{spec.name}@{spec.version}"
         self._threshold_row = [self.thresholds[c] for c in self.categories]
+        self._threshold_arr = np.asarray(self._threshold_row, dtype=np.float64)
+        self._nothing_flagged = dict.fromkeys(self.categories, False)
         self._rank = {a: i for i, a in enumerate(ACTIONS)}
 
     def results(self, scores: np.ndarray) -> list[tuple[list[str], dict[str, Any]]]:
@@ -91,15 +93,22 @@ class Policy:
         The result holds ``flagged``, ``categories`` and ``category_scores``
         (rounded to 6 decimals), as the stream and ``/v1/moderations`` publish it.
         """
+        rounded = np.round(scores, 6)
+        hits = rounded >= self._threshold_arr  # one numpy compare for the whole batch
+        flagged_rows = hits.any(axis=1).tolist()
         out = []
-        for row in np.round(scores, 6).tolist():
-            triggered = self.triggered(row)
+        for row, flagged, hit_row in zip(rounded.tolist(), flagged_rows, hits, strict=True):
+            if flagged:
+                flags = dict(zip(self.categories, hit_row.tolist(), strict=True))
+                triggered = [c for c, hit in flags.items() if hit]
+            else:  # most messages: no per-category work
+                flags, triggered = dict(self._nothing_flagged), []
             out.append(
                 (
                     triggered,
                     {
-                        "flagged": bool(triggered),
-                        "categories": {c: c in triggered for c in self.categories},
+                        "flagged": flagged,
+                        "categories": flags,
                         "category_scores": dict(zip(self.categories, row, strict=True)),
                     },
                 )

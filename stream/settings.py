@@ -128,7 +128,7 @@ class KafkaSettings(_Section):
 
 class BatchingSettings(_Section):
     max_batch_size: int = Field(
-        64, ge=1, le=4096, description="A batch closes at this many messages."
+        256, ge=1, le=4096, description="A batch closes at this many messages."
     )
     max_batch_wait_ms: float = Field(
         20.0, ge=0, le=60_000, description="... or this long after its first."

@@ -282,4 +282,4 @@ def test_describe_fields_shows_readable_defaults() -> None:
     rows = {path: default for _, path, default, _ in describe_fields()}
     assert rows["model.providers"] == "CPUExecutionProvider"
     assert rows["model.model_dir"] == "bundled modstream-minilm"
-    assert rows["batching.max_batch_size"] == "64"
+    assert rows["batching.max_batch_size"] == "256"
