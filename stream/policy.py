@@ -95,7 +95,7 @@ class Policy:
         """
         rounded = np.round(scores, 6)
         hits = rounded >= self._threshold_arr  # one numpy compare for the whole batch
-        flagged_rows: list[bool] = hits.any(axis=1).tolist()
+        flagged_rows = [bool(f) for f in hits.any(axis=1)]
         out = []
         for row, flagged, hit_row in zip(rounded.tolist(), flagged_rows, hits, strict=True):
             if flagged:
