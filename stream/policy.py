@@ -94,8 +94,9 @@ class Policy:
         (rounded to 6 decimals), as the stream and ``/v1/moderations`` publish it.
         """
         rounded = np.round(scores, 6)
-        hits = rounded >= self._threshold_arr  # one numpy compare for the whole batch
-        flagged_rows = [bool(f) for f in hits.any(axis=1)]
+        # one numpy compare for the whole batch
+        hits: np.ndarray = np.asarray(rounded >= self._threshold_arr)
+        flagged_rows: list[bool] = np.any(hits, axis=1).tolist()
         out = []
         for row, flagged, hit_row in zip(rounded.tolist(), flagged_rows, hits, strict=True):
             if flagged:
