@@ -1,14 +1,17 @@
 """The scoring loop: fetch -> decode -> batch -> tokenise -> infer -> route -> produce -> ack -> commit.
 
-Five small tasks joined by bounded queues, so each stage works while the
+Six small tasks joined by bounded queues, so each stage works while the
 next one waits on I/O or on the model, and a slow stage stops the ones
 before it instead of growing memory:
 
 ``_fetch``   ``getmany`` a chunk of records, decode each (bad ones become
              dead letters), hand them to the :class:`~stream.batcher.Batcher`.
 ``_prepare`` close a batch on size or time, tokenise it on the *prep* thread.
-``_infer``   run the model on the *infer* thread (never the event loop),
-             route the results and queue the output records as batches.
+``_infer``   start the model on an *infer* thread (never the event loop); two
+             batches may run at once, so the model's streams move on to the
+             next batch's chunks while the last chunk of this one finishes.
+``_route``   take the results in batch order, route them and queue the
+             output records as batches.
 ``_ack``     wait for the broker's acks, in fetch order, then mark the
              batch's offsets done.
 ``_commit``  commit done offsets every ``commit_interval_ms``, off the hot path.
@@ -47,6 +50,8 @@ log = get_logger(__name__)
 READY_STALE_S = 15.0
 LAG_INTERVAL_S = 3.0
 _END = object()
+#: Batches in the model at once: two keep its streams busy across batch ends.
+INFER_CONCURRENCY = 2
 
 
 @dataclass(slots=True)
@@ -84,6 +89,15 @@ def score_with_split(
         out[lo:hi] = scores
         failed.update({lo + i: err for i, err in sub_failed.items()})
     return out, failed
+
+
+def _timed_score(
+    classifier: TextClassifier, texts: Sequence[str], prepared: Any
+) -> tuple[np.ndarray, dict[int, str], float]:
+    """:func:`score_with_split` plus its own run time (not the time queued behind another batch)."""
+    started = time.perf_counter()
+    scores, failed = score_with_split(classifier, texts, prepared)
+    return scores, failed, time.perf_counter() - started
 
 
 class ScoringPipeline:
@@ -127,9 +141,12 @@ class ScoringPipeline:
             b.max_batch_size * b.max_inflight_batches,
         )
         self._to_infer: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+        self._to_route: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
         self._to_ack: asyncio.Queue[Any] = asyncio.Queue(maxsize=b.max_inflight_batches)
         self._prep_pool = ThreadPoolExecutor(1, thread_name_prefix="modstream-prep")
-        self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="modstream-infer")
+        self._infer_pool = ThreadPoolExecutor(
+            INFER_CONCURRENCY, thread_name_prefix="modstream-infer"
+        )
         self._tasks: list[asyncio.Task[None]] = []  # all stages
         self._flow: list[asyncio.Task[None]] = []  # the stages a drain waits for
         self._stopping = asyncio.Event()
@@ -152,6 +169,7 @@ class ScoringPipeline:
             self._fetch,
             self._prepare,
             self._infer,
+            self._route,
             self._ack,
             self._commit_loop,
             self._watch_lag,
@@ -159,7 +177,7 @@ class ScoringPipeline:
         self._tasks = [
             asyncio.create_task(stage(), name=f"modstream-{stage.__name__}") for stage in stages
         ]
-        self._flow = self._tasks[:4]
+        self._flow = self._tasks[:5]
         for task in self._tasks:
             task.add_done_callback(self._on_stage_done)
         self._started = True
@@ -272,13 +290,24 @@ class ScoringPipeline:
         try:
             while (item := await self._to_infer.get()) is not _END:
                 batch, texts, prepared = item
-                scores = np.zeros((0, len(self.classifier.categories)), np.float32)
+                running = None
                 if texts:
-                    started = time.perf_counter()
-                    scores, failed = await loop.run_in_executor(
-                        self._infer_pool, score_with_split, self.classifier, texts, prepared
+                    running = loop.run_in_executor(
+                        self._infer_pool, _timed_score, self.classifier, texts, prepared
                     )
-                    self.metrics.inference_seconds.observe(time.perf_counter() - started)
+                # the queue holds one batch while _route awaits another: two in the model
+                await self._to_route.put((batch, texts, running))
+        finally:
+            await self._to_route.put(_END)
+
+    async def _route(self) -> None:
+        try:
+            while (item := await self._to_route.get()) is not _END:
+                batch, texts, running = item
+                scores = np.zeros((0, len(self.classifier.categories)), np.float32)
+                if running is not None:
+                    scores, failed, seconds = await running
+                    self.metrics.inference_seconds.observe(seconds)
                     self.metrics.batch_size.observe(len(texts))
                     if failed:
                         scores = self._dead_letter_failures(batch, scores, failed)
