@@ -271,18 +271,24 @@ class OnnxClassifier:
             for w in self.windows(enc.ids):
                 windows.append(w)
                 owners.append(i)
+        prepared.chunks, prepared.owners = self._pack(windows, owners)
+        return prepared
+
+    def _pack(
+        self, windows: Sequence[Sequence[int]], owners: Sequence[int]
+    ) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], list[np.ndarray]]:
+        """Padded chunks of windows (length-sorted, see :meth:`_chunks`) and each chunk's owners."""
         lengths = [len(w) for w in windows]
         order = (
             np.argsort(lengths, kind="stable") if self.sort_by_length else np.arange(len(windows))
         )
         owner_arr = np.asarray(owners, dtype=np.int64)
+        chunks, chunk_owners = [], []
         for idx in self._chunks(order, lengths):
             feeds = pad_batch([windows[j] for j in idx])
-            prepared.chunks.append(
-                (feeds["input_ids"], feeds["attention_mask"], feeds["token_type_ids"])
-            )
-            prepared.owners.append(owner_arr[idx])
-        return prepared
+            chunks.append((feeds["input_ids"], feeds["attention_mask"], feeds["token_type_ids"]))
+            chunk_owners.append(owner_arr[idx])
+        return chunks, chunk_owners
 
     def _chunks(self, order: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
         """Consecutive runs of ``order`` whose padded size stays within the token budget.
@@ -311,13 +317,7 @@ class OnnxClassifier:
         scores = prepared.scores
         if not len(prepared.todo):
             return scores
-        window_max = np.zeros_like(scores)
-        if self._pool is not None and len(prepared.chunks) > 1:
-            outs = list(self._pool.map(lambda chunk: self._run(*chunk), prepared.chunks))
-        else:
-            outs = [self._run(*chunk) for chunk in prepared.chunks]
-        for out, owners in zip(outs, prepared.owners, strict=True):
-            np.maximum.at(window_max, owners, out)
+        window_max = self._run_chunks(prepared.chunks, prepared.owners, prepared.n_texts)
         scores[prepared.todo] = window_max[prepared.todo]
         for i in prepared.todo:
             self.cache.put(prepared.keys[i], scores[i].copy())
@@ -325,6 +325,33 @@ class OnnxClassifier:
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         return self.infer(self.prepare(texts))
+
+    def score_windows(
+        self, windows: Sequence[Sequence[int]], owners: Sequence[int], n_owners: int
+    ) -> np.ndarray:
+        """``[n_owners, n_categories]``: per owner, the max over its already-cut windows.
+
+        Serving after tokenising and windowing, without the cache: training
+        uses it to score a teacher's windows exactly as the teacher is served.
+        """
+        chunks, chunk_owners = self._pack(windows, owners)
+        return self._run_chunks(chunks, chunk_owners, n_owners)
+
+    def _run_chunks(
+        self,
+        chunks: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        owners: Sequence[np.ndarray],
+        n_owners: int,
+    ) -> np.ndarray:
+        """Run the chunks (side by side on the streams) and keep each owner's max per category."""
+        if self._pool is not None and len(chunks) > 1:
+            outs = list(self._pool.map(lambda chunk: self._run(*chunk), chunks))
+        else:
+            outs = [self._run(*chunk) for chunk in chunks]
+        window_max = np.zeros((n_owners, len(self.categories)), dtype=np.float32)
+        for out, chunk_owners in zip(outs, owners, strict=True):
+            np.maximum.at(window_max, chunk_owners, out)
+        return window_max
 
     def close(self) -> None:
         """Stop the stream threads (idempotent); the session itself needs no closing."""

@@ -431,50 +431,41 @@ def distill_loss(logits: Any, batch: dict[str, Any], hard: Any, weight: float) -
 
 
 def teacher_soft_targets(
-    docs: Sequence[Doc], model_path: Path, threads: int, chunk: int = 64
+    docs: Sequence[Doc], run_dir: Path, threads: int, docs_per_step: int = 1024
 ) -> None:
-    """Score every training window with the teacher's ONNX graph; ``doc.soft`` = max per text.
+    """Score every training window with the teacher as it is served; ``doc.soft`` = max per text.
 
-    Windows are length-sorted and run in chunks, as serving does; the max over
-    a text's kept windows matches how the student's loss pools its windows.
+    The serving runtime (int8: about twice as fast as fp32 over ~65k windows,
+    and the graph the teacher shipped as) scores the windows; the max over a
+    text's kept windows matches how the student's loss pools its windows.
     """
-    import onnxruntime as ort
+    from classifiers.runtime import OnnxClassifier
 
-    from classifiers.windows import pad_batch
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(
-        str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-    owner = np.array([i for i, d in enumerate(docs) for _ in d.windows], dtype=np.int64)
-    windows = [w for d in docs for w in d.windows]
-    order = np.argsort([len(w) for w in windows], kind="stable")
-    soft = np.zeros((len(docs), len(CATEGORIES)), dtype=np.float32)
-    bar = _progress(math.ceil(len(order) / chunk), "teacher")
-    for start in range(0, len(order), chunk):
-        idx = order[start : start + chunk]
-        feeds = pad_batch([windows[j] for j in idx])
-        np.maximum.at(soft, owner[idx], session.run(["scores"], feeds)[0])
-        bar.update(1)
-    bar.close()
-    for doc, row in zip(docs, soft, strict=True):
-        doc.soft = row
+    teacher = OnnxClassifier(run_dir, variant="int8", intra_op_threads=threads)
+    if teacher.categories != CATEGORIES:
+        raise ValueError(f"teacher {run_dir} scores {teacher.categories}, not {CATEGORIES}")
+    bar = _progress(math.ceil(len(docs) / docs_per_step), "teacher")
+    try:
+        for start in range(0, len(docs), docs_per_step):
+            step = docs[start : start + docs_per_step]
+            owners = [i for i, d in enumerate(step) for _ in d.windows]
+            soft = teacher.score_windows([w for d in step for w in d.windows], owners, len(step))
+            for doc, row in zip(step, soft, strict=True):
+                doc.soft = row
+            bar.update(1)
+    finally:
+        bar.close()
+        teacher.close()
 
 
 def ensure_teacher(cfg: TrainConfig) -> Path | None:
-    """The teacher run's int8 graph; trains the teacher first (``distill.teacher_config``) if missing.
-
-    int8, not fp32: it scores the ~65k training windows about twice as fast,
-    and it is the graph the teacher shipped as.
-    """
+    """The teacher's run directory; trains the teacher first (``distill.teacher_config``) if missing."""
     from classifiers.export import INT8_FILE
 
     run_dir = cfg.distill.teacher_run
     if run_dir is None:
         return None
-    graph = run_dir / INT8_FILE
-    if not (graph.is_file() and (run_dir / "checkpoint").is_dir()):
+    if not ((run_dir / INT8_FILE).is_file() and (run_dir / "checkpoint").is_dir()):
         if cfg.distill.teacher_config is None:
             raise FileNotFoundError(
                 f"teacher run {run_dir} has no {INT8_FILE} and checkpoint/; train it first "
@@ -482,7 +473,7 @@ def ensure_teacher(cfg: TrainConfig) -> Path | None:
             )
         print(f"teacher: training {run_dir} with {cfg.distill.teacher_config}", file=sys.stderr)
         run(load_config(cfg.distill.teacher_config), run_dir, cfg.distill.teacher_config)
-    return graph
+    return run_dir
 
 
 def teacher_summary(run_dir: Path) -> dict[str, Any]:
@@ -869,8 +860,8 @@ def run(
         train_stats["reused_checkpoint"] = True
         mark = time.monotonic()
     else:
-        teacher_graph = ensure_teacher(cfg)
-        if teacher_graph is not None:
+        teacher_run = ensure_teacher(cfg)
+        if teacher_run is not None:
             seed_everything(cfg.seed)  # training the teacher first moved the generators
             mark = time.monotonic()
         train_ex, val_ex = load_examples(cfg)
@@ -893,13 +884,13 @@ def run(
             file=sys.stderr,
         )
         phase("data")
-        if teacher_graph is not None:
-            teacher_soft_targets(docs, teacher_graph, cfg.threads)
+        if teacher_run is not None:
+            teacher_soft_targets(docs, teacher_run, cfg.threads)
             phase("teacher")
 
         model, train_stats = fit(cfg, docs, out_dir)
-        if teacher_graph is not None:
-            train_stats["teacher"] = teacher_summary(teacher_graph.parent)
+        if teacher_run is not None:
+            train_stats["teacher"] = teacher_summary(teacher_run)
         meta = CheckpointMeta(
             categories=list(CATEGORIES),
             encoder_config=model.encoder.config.to_dict(),

@@ -269,7 +269,7 @@ def test_teacher_soft_targets_are_the_served_scores(model_dir: Path) -> None:
         ids = clf._tokenizer.encode(text, add_special_tokens=False).ids
         docs.append(Doc(clf.windows(ids), *label_arrays({}), "test"))
     assert len(docs[2].windows) > 1
-    teacher_soft_targets(docs, model_dir / clf.card.variants["int8"], threads=1, chunk=2)
+    teacher_soft_targets(docs, model_dir, threads=1, docs_per_step=2)
     expected = clf.score(texts)
     for doc, row in zip(docs, expected, strict=True):
         assert doc.soft is not None
