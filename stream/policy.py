@@ -82,8 +82,9 @@ class Policy:
             c: spec.actions.get(c, DEFAULT_ACTIONS.get(c, "review")) for c in categories
         }
         self.id = f"{spec.name}@{spec.version}"
-        self._threshold_row = [self.thresholds[c] for c in self.categories]
-        self._threshold_arr = np.asarray(self._threshold_row, dtype=np.float64)
+        self._threshold_arr = np.asarray(
+            [self.thresholds[c] for c in self.categories], dtype=np.float64
+        )
         self._nothing_flagged = dict.fromkeys(self.categories, False)
         self._rank = {a: i for i, a in enumerate(ACTIONS)}
 
@@ -117,11 +118,7 @@ class Policy:
         return out
 
     def triggered(self, scores: Sequence[float]) -> list[str]:
-        return [
-            c
-            for c, s, t in zip(self.categories, scores, self._threshold_row, strict=True)
-            if s >= t
-        ]
+        return [c for c, s in zip(self.categories, scores, strict=True) if s >= self.thresholds[c]]
 
     def action(self, triggered: Sequence[str]) -> str | None:
         if not triggered:
