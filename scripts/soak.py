@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +44,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from stream.bench import memory_mib  # noqa: E402
 from stream.broker import EmbeddedBroker, free_port  # noqa: E402
-from stream.demo import read_records  # noqa: E402
+from stream.demo import read_records, wait_ready  # noqa: E402
 
 TOPICS = {
     "input": "soak.messages",
@@ -58,13 +58,6 @@ GROUP = "soak"
 
 
 # -- the worker ----------------------------------------------------------------------------
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def start_worker(
@@ -97,19 +90,14 @@ def start_worker(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"worker exited with {proc.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return proc, port
-        except OSError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"worker not ready in 180 s; see {log_path}")
+    try:
+        wait_ready(port, proc, timeout_s=180)
+    except RuntimeError as exc:  # it exited
+        raise SystemExit(f"{exc}; see {log_path}") from exc
+    except TimeoutError as exc:
+        proc.kill()
+        raise SystemExit(f"{exc}; see {log_path}") from exc
+    return proc, port
 
 
 # -- traffic -------------------------------------------------------------------------------
@@ -282,7 +270,7 @@ async def soak(args: argparse.Namespace, bootstrap: str, pid: int) -> dict[str, 
             window, state.window = state.window, []
             sample = Sample(
                 t_s=round(now - started, 1),
-                rss_mib=round(rss_mib(pid), 1),
+                rss_mib=round(memory_mib(pid), 1),
                 lag=await group_lag(probe, tps),
                 sent=len(state.sent_at) - base_sent,
                 scored=len(state.scored) - base_scored,

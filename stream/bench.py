@@ -169,9 +169,10 @@ async def _run_load(
     return len(values) / (last_seen - started), latencies
 
 
-def _peak_rss_mb(pid: int) -> float:
+def memory_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's memory from ``/proc/<pid>/status``: ``VmRSS`` now, ``VmHWM`` its peak."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
 
@@ -225,7 +226,7 @@ def through_broker(
                     "p99": round(float(np.percentile(ms, 99)), 1),
                 }
             out["latency_ms"] = lat
-        out["peak_rss_mb"] = round(_peak_rss_mb(proc.pid), 1)
+        out["peak_rss_mb"] = round(memory_mib(proc.pid, "VmHWM"), 1)
         return out
     finally:
         stop_worker(proc)
