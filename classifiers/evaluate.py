@@ -228,8 +228,6 @@ def evaluate_scores(
     seed: int = 13,
 ) -> dict[str, Any]:
     """Per-category and any-category metrics; with ``n_resamples``, 95% bootstrap CIs too."""
-    from sklearn.metrics import average_precision_score
-
     per_category: dict[str, Any] = {}
     for j, cat in enumerate(categories):
         known = ~np.isnan(labels[:, j])
@@ -239,7 +237,7 @@ def evaluate_scores(
         precision, recall, f1 = prf_at(y, s, thr)
         defined = positives > 0 and positives < len(y)
         entry: dict[str, Any] = {
-            "auprc": _round(float(average_precision_score(y, s))) if defined else None,
+            "auprc": _round(average_precision(y, s)) if defined else None,
             "f1": _round(f1) if positives else None,
             "precision": _round(precision) if positives else None,
             "recall": _round(recall) if positives else None,
@@ -255,9 +253,7 @@ def evaluate_scores(
     any_defined = 0 < y_any.sum() < len(y_any)
     out: dict[str, Any] = {
         "per_category": per_category,
-        "any_category_auprc": (
-            _round(float(average_precision_score(y_any, s_any))) if any_defined else None
-        ),
+        "any_category_auprc": (_round(average_precision(y_any, s_any)) if any_defined else None),
         "any_category_rows": len(y_any),
         "any_category_positives": int(y_any.sum()),
     }
