@@ -478,6 +478,8 @@ def ensure_teacher(cfg: TrainConfig) -> Path | None:
 
 def teacher_summary(run_dir: Path) -> dict[str, Any]:
     """What the student's card records about its teacher: identity and validation figures."""
+    from classifiers.modeling import META_FILE
+
     card_path = run_dir / "model_card.json"
     if not card_path.is_file():
         return {"run": str(run_dir)}
@@ -485,7 +487,9 @@ def teacher_summary(run_dir: Path) -> dict[str, Any]:
     return {
         "run": str(run_dir),
         "model": f"{card['name']}@{card['version']}",
-        "layers": card["training"]["config"]["model"].get("num_layers") or 6,
+        "layers": json.loads((run_dir / "checkpoint" / META_FILE).read_text())["encoder_config"][
+            "num_hidden_layers"
+        ],
         "any_category_auprc": card.get("evaluation", {}).get("any_category_auprc"),
     }
 
