@@ -154,6 +154,10 @@ class ScoringPipeline:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        #: Batches between the batcher and the ack stage, however the stages
+        #: between them queue: the memory bound holds by construction (the
+        #: batcher holds max_inflight_batches more).
+        self._stage_slots = asyncio.Semaphore(b.max_inflight_batches + 2)
         self._broker_ok_at = 0.0
         self._started = False
 
@@ -270,7 +274,12 @@ class ScoringPipeline:
     async def _prepare(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            while (batch := await self.batcher.next_batch()) is not None:
+            while True:
+                await self._stage_slots.acquire()  # released by _ack
+                batch = await self.batcher.next_batch()
+                if batch is None:
+                    self._stage_slots.release()
+                    break
                 texts = [e.message.text for e in batch if e.message is not None]
                 prepared = None
                 if texts:
@@ -351,6 +360,7 @@ class ScoringPipeline:
         while (item := await self._to_ack.get()) is not _END:
             scored: _Scored = item
             await self._await_acks(scored)
+            self._stage_slots.release()
             self.offsets.mark_done(scored.next_offsets)
             self._inflight -= len(scored.entries)
             if self._inflight <= 0:
