@@ -75,6 +75,37 @@ def test_speaks_of_own_self_harm(text: str, expected: bool) -> None:
     assert ds.speaks_of_own_self_harm(text) is expected
 
 
+@pytest.mark.parametrize(
+    ("text", "stays_unknown"),
+    [
+        ("vote skip", set()),
+        ("you absolute clown", set()),
+        ("kys loser", {"self-harm", "self-harm/intent", "self-harm/instructions"}),
+        ("i'll shoot you", {"violence", "violence/graphic"}),
+        ("send nudes", {"sexual", "sexual/minors"}),
+        ("those kids again", set()),  # no sexual word: sexual, and so sexual/minors, is 0
+        ("the corpse in the lake", {"violence", "violence/graphic"}),
+    ],
+)
+def test_assume_absent_fills_silent_categories_unless_the_text_mentions_them(
+    text: str, stays_unknown: set[str]
+) -> None:
+    labels = ds.assume_absent(ds.make_labels(pos=["hate"]), text, ds.RARE_IN_ABUSE_CORPORA)
+    assert labels["hate"] == 1 and labels["harassment"] is None  # not in the absent set
+    unknown = {c for c in ds.RARE_IN_ABUSE_CORPORA if labels[c] is None}
+    assert unknown == stays_unknown
+    assert all(labels[c] == 0 for c in set(ds.RARE_IN_ABUSE_CORPORA) - stays_unknown)
+
+
+def test_assume_absent_never_overrides_a_label_and_keeps_parents_consistent() -> None:
+    labels = ds.assume_absent(
+        ds.make_labels(pos=["violence"], neg=["sexual"]), "nothing to see", ("violence", "sexual")
+    )
+    assert labels["violence"] == 1 and labels["sexual"] == 0 and labels["sexual/minors"] == 0
+    child_only = ds.assume_absent(ds.make_labels(), "plain text", ("sexual",))
+    assert child_only["sexual"] == 0 and child_only["sexual/minors"] == 0
+
+
 # --- per-source mappings --------------------------------------------------------
 def test_davidson_offensive_is_not_harassment(tmp_path: Path) -> None:
     write_csv(
@@ -351,6 +382,9 @@ def test_build_excludes_dedupes_and_cleans(tiny_raw: tuple[Path, Path, Path]) ->
     assert merged.labels["hate"] == 1  # positive wins over Davidson's "neither"
     assert merged.labels["violence"] == 0  # Davidson's negative fills an unknown
     assert result.report.counts["davidson_hate_offensive"]["merged_into_earlier"] == 1
+    # the abuse corpora are silent on self-harm: assumed absent, counted
+    assert merged.labels["self-harm/instructions"] == 0
+    assert result.report.counts["hatecheck"]["assumed_absent_labels"] > 0
     long = [ex for ex in result.examples if ex.text.startswith("xxx")]
     assert len(long) == 1 and len(long[0].text) == ds.MAX_CHARS
     for ex in result.examples:
