@@ -363,7 +363,7 @@ def export_model(
             )
         if compare_orders:
             report["orders"] = compare_int8_recipes(
-                raw, fused, fp32, feeds, threads, tmp, heads, hidden
+                raw, fused, fp32, feeds, threads, tmp, heads, hidden, calibration
             )
 
     report["timings"] = {k: round(v, 3) for k, v in timings.items()}
@@ -384,15 +384,28 @@ def compare_int8_recipes(
     tmp: Path,
     heads: int,
     hidden: int,
+    calibration: Sequence[dict[str, np.ndarray]] = (),
     rounds: int = 7,
 ) -> dict[str, Any]:
-    """Median latency of each graph on the timing batches, and each int8 graph's error."""
+    """Median latency of each graph on the timing batches, and each int8 graph's error.
+
+    The static recipe is compared only when calibration feeds are given.
+    """
     graphs = {"fp32": raw, "fp32_fused": fused}
     for recipe in INT8_RECIPES:
+        if recipe == "static" and not calibration:
+            continue
         for per_channel in (False, True):
             suffix = "_per_channel" if per_channel else ""
             graphs[f"int8_{recipe}{suffix}"] = build_int8(
-                raw, fused, tmp / f"{recipe}{suffix}.onnx", recipe, heads, hidden, per_channel
+                raw,
+                fused,
+                tmp / f"{recipe}{suffix}.onnx",
+                recipe,
+                heads,
+                hidden,
+                per_channel,
+                calibration,
             )
     batches = benchmark_feeds()
     sessions = {name: _session(path, threads) for name, path in graphs.items()}

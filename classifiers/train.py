@@ -465,10 +465,15 @@ def ensure_teacher(cfg: TrainConfig) -> Path | None:
     run_dir = cfg.distill.teacher_run
     if run_dir is None:
         return None
-    if not ((run_dir / INT8_FILE).is_file() and (run_dir / "checkpoint").is_dir()):
+    # the card is written last: without it the run did not finish (an export failed, say)
+    finished = all(
+        (run_dir / name).exists() for name in (INT8_FILE, "checkpoint", "model_card.json")
+    )
+    if not finished:
         if cfg.distill.teacher_config is None:
             raise FileNotFoundError(
-                f"teacher run {run_dir} has no {INT8_FILE} and checkpoint/; train it first "
+                f"teacher run {run_dir} has no finished {INT8_FILE}, checkpoint/ and "
+                "model_card.json; train it first "
                 "or set distill.teacher_config"
             )
         print(f"teacher: training {run_dir} with {cfg.distill.teacher_config}", file=sys.stderr)

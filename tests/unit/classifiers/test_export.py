@@ -138,3 +138,21 @@ def test_fallback_scorer_matches_the_serving_runtime(exported) -> None:
     clf = runtime.OnnxClassifier(out, variant="fp32", intra_op_threads=1)
     ours = WindowedOnnxScorer(out / FP32_FILE, out / "tokenizer.json", threads=1)(texts)
     assert np.abs(clf.score(texts) - ours).max() < 1e-5
+
+
+def test_recipe_comparison_includes_the_calibrated_static_recipe(tmp_path: Path) -> None:
+    # the teacher config asked for the comparison with the static recipe and
+    # the export died: the comparison built static graphs without calibration
+    torch.manual_seed(0)
+    model = build_from_config(TINY, len(CATEGORIES), dropout=0.1, attn="sdpa").eval()
+    report = export_model(
+        model,
+        base_model_dir() / "tokenizer.json",
+        tmp_path,
+        int8_recipe="static",
+        calibration_texts=["hello there", LONG, "a third calibration text"],
+        compare_orders=True,
+        threads=1,
+    )
+    compared = set(report["orders"])
+    assert {"int8_static", "int8_static_per_channel", "int8_quantize_only"} <= compared

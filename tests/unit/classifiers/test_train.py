@@ -18,6 +18,7 @@ from classifiers.train import (  # noqa: E402
     Doc,
     distill_loss,
     doc_logits,
+    ensure_teacher,
     label_arrays,
     linear_schedule,
     load_config,
@@ -79,6 +80,19 @@ def test_config_cross_field_check_names_the_section(tmp_path: Path) -> None:
 def test_config_teacher_init_needs_a_teacher_run(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="teacher_run"):
         load_config(_write(tmp_path, "model:\n  init: teacher\n"))
+
+
+def test_a_teacher_run_without_its_card_is_not_finished(tmp_path: Path) -> None:
+    # an export that died after training leaves the int8 graph and checkpoint
+    # but no card; the student must not score with it
+    run_dir = tmp_path / "teacher"
+    (run_dir / "checkpoint").mkdir(parents=True)
+    (run_dir / "model.int8.onnx").write_bytes(b"")
+    cfg = load_config(_write(tmp_path, f"distill:\n  teacher_run: {run_dir}\n"))
+    with pytest.raises(FileNotFoundError, match="model_card.json"):
+        ensure_teacher(cfg)
+    (run_dir / "model_card.json").write_text("{}")
+    assert ensure_teacher(cfg) == run_dir
 
 
 def test_config_must_be_a_mapping(tmp_path: Path) -> None:
