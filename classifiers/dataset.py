@@ -1649,6 +1649,7 @@ def collect(
         rows = list(_LOADERS[name](root))
         if max_per_source is not None:
             rows = _capped(rows, max_per_source)
+        absent = SOURCES[name].absent
         for row in rows:
             counts = report.counts[row.source]
             counts["read"] += 1
@@ -1660,7 +1661,6 @@ def collect(
                 counts["dropped_benchmark"] += 1
                 continue
             labels = complete(row.labels)
-            absent = SOURCES[row.source.split("/", 1)[0]].absent
             if absent:
                 assumed = assume_absent(labels, text, absent)
                 counts["assumed_absent_labels"] += sum(assumed[c] != labels[c] for c in CATEGORIES)

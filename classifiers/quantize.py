@@ -66,8 +66,8 @@ def quantize_static_int8(
     """
     pre = dst.with_suffix(".pre.onnx")
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-    exclude = [] if attention_int8 else activation_matmuls(pre)
     try:
+        exclude = [] if attention_int8 else activation_matmuls(pre)
         quantize_static(
             str(pre),
             str(dst),

@@ -473,8 +473,7 @@ def ensure_teacher(cfg: TrainConfig) -> Path | None:
         if cfg.distill.teacher_config is None:
             raise FileNotFoundError(
                 f"teacher run {run_dir} has no finished {INT8_FILE}, checkpoint/ and "
-                "model_card.json; train it first "
-                "or set distill.teacher_config"
+                "model_card.json; train it first or set distill.teacher_config"
             )
         print(f"teacher: training {run_dir} with {cfg.distill.teacher_config}", file=sys.stderr)
         run(load_config(cfg.distill.teacher_config), run_dir, cfg.distill.teacher_config)
@@ -485,10 +484,7 @@ def teacher_summary(run_dir: Path) -> dict[str, Any]:
     """What the student's card records about its teacher: identity and validation figures."""
     from classifiers.modeling import META_FILE
 
-    card_path = run_dir / "model_card.json"
-    if not card_path.is_file():
-        return {"run": str(run_dir)}
-    card = json.loads(card_path.read_text())
+    card = json.loads((run_dir / "model_card.json").read_text())  # ensure_teacher checked it
     return {
         "run": str(run_dir),
         "model": f"{card['name']}@{card['version']}",
