@@ -216,6 +216,7 @@ def build_int8(
     calibration: Sequence[dict[str, np.ndarray]] = (),
     *,
     attention: bool = False,
+    fp32_ffn_layers: Sequence[int] = (),
 ) -> Path:
     """Write the int8 graph by ``recipe`` (see :data:`INT8_RECIPES`).
 
@@ -228,7 +229,12 @@ def build_int8(
         if not calibration:
             raise ValueError("int8_recipe 'static' needs calibration texts")
         return quantize_static_int8(
-            raw, dst, calibration, per_channel=per_channel, attention_int8=attention
+            raw,
+            dst,
+            calibration,
+            per_channel=per_channel,
+            attention_int8=attention,
+            fp32_ffn_layers=fp32_ffn_layers,
         )
     if recipe == "fuse_then_quantize":
         return quantize_int8(fused, dst, per_channel)
@@ -266,6 +272,7 @@ def export_model(
     int8_recipe: str = DEFAULT_INT8_RECIPE,
     int8_per_channel: bool = True,
     int8_attention: bool = False,
+    int8_fp32_ffn_layers: Sequence[int] = (),
     texts: Sequence[str] = PARITY_TEXTS,
     calibration_texts: Sequence[str] = (),
     compare_orders: bool = False,
@@ -294,6 +301,7 @@ def export_model(
         "int8_recipe": int8_recipe,
         "int8_per_channel": int8_per_channel,
         "int8_attention": int8_attention,
+        "int8_fp32_ffn_layers": list(int8_fp32_ffn_layers),
     }
     timings: dict[str, float] = {}
 
@@ -323,6 +331,7 @@ def export_model(
             int8_per_channel,
             calibration,
             attention=int8_attention,
+            fp32_ffn_layers=int8_fp32_ffn_layers,
         )
         timings["int8_s"] = time.perf_counter() - t0
         # the GPU variant keeps the fused graph: fused Attention is where CUDA gains most

@@ -10,7 +10,8 @@ function of the text. Weights are per-channel int8, activations uint8.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,29 @@ def activation_matmuls(path: Path) -> list[str]:
     ]
 
 
+_FFN_OUTPUT = re.compile(r"/layer\.(\d+)/output/dense/MatMul$")
+
+
+def ffn_output_matmuls(path: Path, layers: Sequence[int]) -> list[str]:
+    """Names of the FFN output projections (``intermediate -> hidden``) of ``layers``.
+
+    Their input is the GELU output, whose rare large values stretch a
+    MinMax uint8 range until ordinary values share a handful of levels.
+    """
+    import onnx
+
+    wanted = {str(layer) for layer in layers}
+    graph = onnx.load(str(path), load_external_data=False).graph
+    found = {
+        match.group(1): node.name
+        for node in graph.node
+        if (match := _FFN_OUTPUT.search(node.name)) and match.group(1) in wanted
+    }
+    if missing := sorted(wanted - found.keys(), key=int):
+        raise ValueError(f"int8_fp32_ffn_layers: the graph has no layer {', '.join(missing)}")
+    return list(found.values())
+
+
 def quantize_static_int8(
     src: Path,
     dst: Path,
@@ -54,6 +78,7 @@ def quantize_static_int8(
     *,
     per_channel: bool = True,
     attention_int8: bool = True,
+    fp32_ffn_layers: Sequence[int] = (),
 ) -> Path:
     """Write a calibrated static-int8 (QDQ) copy (MatMul, Gemm, and the embedding Gather) of the fp32 graph ``src`` to ``dst``.
 
@@ -62,12 +87,14 @@ def quantize_static_int8(
     windows of real text are enough for MinMax ranges. ``attention_int8``
     False keeps attention's two activation-by-activation products in fp32:
     for chat lines (a few tokens) they are tiny, and quantising both of their
-    inputs costs more than it saves.
+    inputs costs more than it saves. ``fp32_ffn_layers`` keeps those layers'
+    FFN output projections in fp32 (see :func:`ffn_output_matmuls`).
     """
     pre = dst.with_suffix(".pre.onnx")
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
     try:
         exclude = [] if attention_int8 else activation_matmuls(pre)
+        exclude += ffn_output_matmuls(pre, fp32_ffn_layers)
         quantize_static(
             str(pre),
             str(dst),

@@ -45,7 +45,14 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    ValidationError,
+    model_validator,
+)
 
 from classifiers.taxonomy import CATEGORIES
 
@@ -186,6 +193,10 @@ class OutputConfig(_Section):
         default=False,
         description="static recipe: quantise attention's activation-by-activation MatMuls too",
     )
+    int8_fp32_ffn_layers: list[NonNegativeInt] = Field(
+        default_factory=list,
+        description="static recipe: layers whose FFN output projection stays fp32",
+    )
     compare_int8_recipes: bool = Field(default=False, description="time all int8 recipes at export")
     calibration_texts: int = Field(
         default=600, ge=1, description="training texts that calibrate the static int8 recipe"
@@ -205,6 +216,16 @@ class TrainConfig(_Section):
     def _teacher_init_needs_a_teacher(self) -> TrainConfig:
         if self.model.init == "teacher" and self.distill.teacher_run is None:
             raise ValueError("model.init 'teacher' needs distill.teacher_run")
+        return self
+
+    @model_validator(mode="after")
+    def _fp32_layers_exist(self) -> TrainConfig:
+        layers = self.model.num_layers
+        if layers is not None and any(i >= layers for i in self.output.int8_fp32_ffn_layers):
+            raise ValueError(
+                f"output.int8_fp32_ffn_layers {self.output.int8_fp32_ffn_layers}: "
+                f"the model keeps {layers} layers (0-{layers - 1})"
+            )
         return self
 
 
@@ -921,6 +942,7 @@ def run(
         int8_recipe=cfg.output.int8_recipe,
         int8_per_channel=cfg.output.int8_per_channel,
         int8_attention=cfg.output.int8_attention,
+        int8_fp32_ffn_layers=cfg.output.int8_fp32_ffn_layers,
         texts=(*PARITY_TEXTS, *(ex.text for ex in val_ex[:56])),
         calibration_texts=random.Random(cfg.seed).sample(
             [ex.text for ex in train_ex], min(cfg.output.calibration_texts, len(train_ex))
@@ -971,6 +993,7 @@ def run(
                 "int8_recipe": export_report["int8_recipe"],
                 "int8_per_channel": export_report["int8_per_channel"],
                 "int8_attention": export_report["int8_attention"],
+                "int8_fp32_ffn_layers": export_report["int8_fp32_ffn_layers"],
                 "parity": export_report["parity"],
                 "sizes_mb": export_report["sizes_mb"],
             },

@@ -156,3 +156,34 @@ def test_recipe_comparison_includes_the_calibrated_static_recipe(tmp_path: Path)
     )
     compared = set(report["orders"])
     assert {"int8_static", "int8_static_per_channel", "int8_quantize_only"} <= compared
+
+
+def _float_weight_matmuls(path: Path) -> set[str]:
+    """MatMul nodes whose weight is a plain fp32 initializer (not int8 behind a DequantizeLinear)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    weights = {init.name for init in graph.initializer if init.data_type == onnx.TensorProto.FLOAT}
+    return {n.name for n in graph.node if n.op_type == "MatMul" and set(n.input) & weights}
+
+
+def test_static_int8_keeps_the_chosen_ffn_outputs_in_fp32(exported, tmp_path: Path) -> None:
+    from classifiers.export import parity_feeds
+    from classifiers.quantize import quantize_static_int8
+
+    out, _, _ = exported
+    calibration = [
+        parity_feeds(base_model_dir() / "tokenizer.json", ["hello there", LONG], 128, 96)
+    ]
+    plain = quantize_static_int8(out / FP32_FILE, tmp_path / "plain.onnx", calibration)
+    kept = quantize_static_int8(
+        out / FP32_FILE, tmp_path / "kept.onnx", calibration, fp32_ffn_layers=[1]
+    )
+    assert not any("/output/dense/" in name for name in _float_weight_matmuls(plain))
+    assert {n for n in _float_weight_matmuls(kept) if "/output/dense/" in n} == {
+        "/model/encoder/encoder/layer.1/output/dense/MatMul"
+    }
+    with pytest.raises(ValueError, match="no layer 2"):
+        quantize_static_int8(
+            out / FP32_FILE, tmp_path / "bad.onnx", calibration, fp32_ffn_layers=[1, 2]
+        )

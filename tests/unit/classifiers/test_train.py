@@ -82,6 +82,14 @@ def test_config_teacher_init_needs_a_teacher_run(tmp_path: Path) -> None:
         load_config(_write(tmp_path, "model:\n  init: teacher\n"))
 
 
+def test_config_fp32_ffn_layers_must_exist_in_the_student(tmp_path: Path) -> None:
+    text = "model:\n  num_layers: 4\noutput:\n  int8_fp32_ffn_layers: [0, 4]\n"
+    with pytest.raises(ConfigError, match=r"int8_fp32_ffn_layers \[0, 4\].*4 layers \(0-3\)"):
+        load_config(_write(tmp_path, text))
+    with pytest.raises(ConfigError, match="output.int8_fp32_ffn_layers"):
+        load_config(_write(tmp_path, "output:\n  int8_fp32_ffn_layers: [-1]\n"))
+
+
 def test_a_teacher_run_without_its_card_is_not_finished(tmp_path: Path) -> None:
     # an export that died after training leaves the int8 graph and checkpoint
     # but no card; the student must not score with it
