@@ -482,6 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.per_channel is not None
             else bool(meta.extra.get("int8_per_channel", True))
         ),
+        int8_attention=bool(meta.extra.get("int8_attention", False)),
+        int8_fp32_ffn_layers=meta.extra.get("int8_fp32_ffn_layers", []),
         compare_orders=args.compare_orders,
         threads=args.threads,
     )

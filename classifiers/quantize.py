@@ -5,7 +5,9 @@ run, so the same text scores differently beside different neighbours (up
 to a few hundredths), which breaks the dedupe cache's promise and makes
 length sorting change results. Static quantisation fixes the scales once,
 from calibration batches of real training texts, so int8 scoring is a pure
-function of the text. Weights are per-channel int8, activations uint8.
+function of the text. Weights are per-channel int8, activations uint8;
+attention's two activation-by-activation products and, where asked, some
+layers' FFN output projections stay fp32.
 """
 
 from __future__ import annotations
@@ -56,19 +58,26 @@ def ffn_output_matmuls(path: Path, layers: Sequence[int]) -> list[str]:
 
     Their input is the GELU output, whose rare large values stretch a
     MinMax uint8 range until ordinary values share a handful of levels.
+
+    Raises:
+        ValueError: the graph has no FFN output projection for one of ``layers``.
     """
     import onnx
 
-    wanted = {str(layer) for layer in layers}
+    if not layers:
+        return []
     graph = onnx.load(str(path), load_external_data=False).graph
     found = {
-        match.group(1): node.name
+        int(match.group(1)): node.name
         for node in graph.node
-        if (match := _FFN_OUTPUT.search(node.name)) and match.group(1) in wanted
+        if (match := _FFN_OUTPUT.search(node.name))
     }
-    if missing := sorted(wanted - found.keys(), key=int):
-        raise ValueError(f"int8_fp32_ffn_layers: the graph has no layer {', '.join(missing)}")
-    return list(found.values())
+    if missing := sorted(set(layers) - found.keys()):
+        raise ValueError(
+            f"int8_fp32_ffn_layers: no FFN output MatMul for layer {missing} "
+            f"(the graph has layers {sorted(found)})"
+        )
+    return [found[layer] for layer in sorted(set(layers))]
 
 
 def quantize_static_int8(

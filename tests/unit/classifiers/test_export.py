@@ -167,23 +167,34 @@ def _float_weight_matmuls(path: Path) -> set[str]:
     return {n.name for n in graph.node if n.op_type == "MatMul" and set(n.input) & weights}
 
 
-def test_static_int8_keeps_the_chosen_ffn_outputs_in_fp32(exported, tmp_path: Path) -> None:
-    from classifiers.export import parity_feeds
-    from classifiers.quantize import quantize_static_int8
-
-    out, _, _ = exported
-    calibration = [
-        parity_feeds(base_model_dir() / "tokenizer.json", ["hello there", LONG], 128, 96)
-    ]
-    plain = quantize_static_int8(out / FP32_FILE, tmp_path / "plain.onnx", calibration)
-    kept = quantize_static_int8(
-        out / FP32_FILE, tmp_path / "kept.onnx", calibration, fp32_ffn_layers=[1]
+def test_static_int8_keeps_the_chosen_ffn_outputs_in_fp32(tmp_path: Path) -> None:
+    # through export_model, so the setting must travel train -> export -> quantize
+    torch.manual_seed(0)
+    model = build_from_config(TINY, len(CATEGORIES), dropout=0.1, attn="sdpa").eval()
+    texts = ["hello there", LONG, "a third calibration text"]
+    tokenizer = base_model_dir() / "tokenizer.json"
+    plain, kept = tmp_path / "plain", tmp_path / "kept"
+    export_model(model, tokenizer, plain, int8_recipe="static", calibration_texts=texts, threads=1)
+    report = export_model(
+        model,
+        tokenizer,
+        kept,
+        int8_recipe="static",
+        int8_fp32_ffn_layers=[1],
+        calibration_texts=texts,
+        threads=1,
     )
-    assert not any("/output/dense/" in name for name in _float_weight_matmuls(plain))
-    assert {n for n in _float_weight_matmuls(kept) if "/output/dense/" in n} == {
+    assert report["int8_fp32_ffn_layers"] == [1]
+    assert not any("/output/dense/" in n for n in _float_weight_matmuls(plain / INT8_FILE))
+    assert {n for n in _float_weight_matmuls(kept / INT8_FILE) if "/output/dense/" in n} == {
         "/model/encoder/encoder/layer.1/output/dense/MatMul"
     }
-    with pytest.raises(ValueError, match="no layer 2"):
-        quantize_static_int8(
-            out / FP32_FILE, tmp_path / "bad.onnx", calibration, fp32_ffn_layers=[1, 2]
-        )
+
+
+def test_fp32_ffn_layers_missing_from_the_graph_is_an_error(exported) -> None:
+    from classifiers.quantize import ffn_output_matmuls
+
+    out, _, _ = exported
+    assert ffn_output_matmuls(out / FP32_FILE, []) == []
+    with pytest.raises(ValueError, match=r"no FFN output MatMul for layer \[2\].*layers \[0, 1\]"):
+        ffn_output_matmuls(out / FP32_FILE, [1, 2])

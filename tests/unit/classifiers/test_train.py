@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from classifiers.modeling import base_model_dir, build_from_config, keep_first_l
 from classifiers.runtime import OnnxClassifier  # noqa: E402
 from classifiers.taxonomy import CATEGORIES  # noqa: E402
 from classifiers.train import (  # noqa: E402
+    BASE_LAYERS,
     ConfigError,
     Doc,
     distill_loss,
@@ -82,12 +84,40 @@ def test_config_teacher_init_needs_a_teacher_run(tmp_path: Path) -> None:
         load_config(_write(tmp_path, "model:\n  init: teacher\n"))
 
 
-def test_config_fp32_ffn_layers_must_exist_in_the_student(tmp_path: Path) -> None:
-    text = "model:\n  num_layers: 4\noutput:\n  int8_fp32_ffn_layers: [0, 4]\n"
-    with pytest.raises(ConfigError, match=r"int8_fp32_ffn_layers \[0, 4\].*4 layers \(0-3\)"):
-        load_config(_write(tmp_path, text))
-    with pytest.raises(ConfigError, match="output.int8_fp32_ffn_layers"):
-        load_config(_write(tmp_path, "output:\n  int8_fp32_ffn_layers: [-1]\n"))
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        (
+            "model:\n  num_layers: 4\noutput:\n  int8_recipe: static\n"
+            "  int8_fp32_ffn_layers: [0, 4]\n",
+            r"int8_fp32_ffn_layers \[0, 4\]: the model has 4 layers \(0-3\)",
+        ),
+        (  # no num_layers: all of the base encoder's layers
+            "output:\n  int8_recipe: static\n  int8_fp32_ffn_layers: [6]\n",
+            r"the model has 6 layers \(0-5\)",
+        ),
+        (  # only the static recipe can keep nodes fp32; others would ignore it
+            "output:\n  int8_recipe: quantize_only\n  int8_fp32_ffn_layers: [0]\n",
+            r"'static' only \(got 'quantize_only'\)",
+        ),
+        ("output:\n  int8_fp32_ffn_layers: [-1]\n", r"output\.int8_fp32_ffn_layers"),
+    ],
+)
+def test_config_fp32_ffn_layers_are_checked_before_training(
+    tmp_path: Path, yaml_text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, yaml_text))
+
+
+def test_config_fp32_ffn_layers_are_sorted_and_unique(tmp_path: Path) -> None:
+    text = "output:\n  int8_recipe: static\n  int8_fp32_ffn_layers: [2, 0, 2]\n"
+    assert load_config(_write(tmp_path, text)).output.int8_fp32_ffn_layers == [0, 2]
+
+
+def test_base_layers_match_the_base_encoder() -> None:
+    config = json.loads((base_model_dir() / "config.json").read_text())
+    assert config["num_hidden_layers"] == BASE_LAYERS
 
 
 def test_a_teacher_run_without_its_card_is_not_finished(tmp_path: Path) -> None:
