@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -37,11 +38,8 @@ class _Reader(CalibrationDataReader):
         return next(self._feeds, None)
 
 
-def activation_matmuls(path: Path) -> list[str]:
+def activation_matmuls(graph: onnx.GraphProto) -> list[str]:
     """Names of the MatMul nodes with no weight input: attention's ``QK^T`` and ``PV`` products."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
     weights = {init.name for init in graph.initializer}
     return [
         node.name
@@ -53,7 +51,7 @@ def activation_matmuls(path: Path) -> list[str]:
 _FFN_OUTPUT = re.compile(r"/layer\.(\d+)/output/dense/MatMul$")
 
 
-def ffn_output_matmuls(path: Path, layers: Sequence[int]) -> list[str]:
+def ffn_output_matmuls(graph: onnx.GraphProto, layers: Sequence[int]) -> list[str]:
     """Names of the FFN output projections (``intermediate -> hidden``) of ``layers``.
 
     Their input is the GELU output, whose rare large values stretch a
@@ -62,11 +60,6 @@ def ffn_output_matmuls(path: Path, layers: Sequence[int]) -> list[str]:
     Raises:
         ValueError: the graph has no FFN output projection for one of ``layers``.
     """
-    import onnx
-
-    if not layers:
-        return []
-    graph = onnx.load(str(path), load_external_data=False).graph
     found = {
         int(match.group(1)): node.name
         for node in graph.node
@@ -102,8 +95,10 @@ def quantize_static_int8(
     pre = dst.with_suffix(".pre.onnx")
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
     try:
-        exclude = [] if attention_int8 else activation_matmuls(pre)
-        exclude += ffn_output_matmuls(pre, fp32_ffn_layers)
+        graph = onnx.load(str(pre), load_external_data=False).graph  # parsed once for both scans
+        exclude = ffn_output_matmuls(graph, fp32_ffn_layers)
+        if not attention_int8:
+            exclude += activation_matmuls(graph)
         quantize_static(
             str(pre),
             str(dst),

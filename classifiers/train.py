@@ -199,16 +199,15 @@ class OutputConfig(_Section):
         default_factory=list,
         description="static recipe: layers whose FFN output projection stays fp32",
     )
+    compare_int8_recipes: bool = Field(default=False, description="time all int8 recipes at export")
+    calibration_texts: int = Field(
+        default=600, ge=1, description="training texts that calibrate the static int8 recipe"
+    )
 
     @field_validator("int8_fp32_ffn_layers")
     @classmethod
     def _sorted_unique(cls, layers: list[int]) -> list[int]:
         return sorted(set(layers))
-
-    compare_int8_recipes: bool = Field(default=False, description="time all int8 recipes at export")
-    calibration_texts: int = Field(
-        default=600, ge=1, description="training texts that calibrate the static int8 recipe"
-    )
 
 
 class TrainConfig(_Section):
