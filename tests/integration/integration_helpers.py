@@ -515,12 +515,17 @@ class Worker:
         except urllib.error.HTTPError as err:
             return HttpReply(err.code, dict(err.headers), err.read())
 
-    def status(self, path: str) -> int | None:
-        """GET ``path``; None when nothing answers."""
+    def get(self, path: str) -> HttpReply | None:
+        """One GET of ``path``; None when nothing answers (the worker may have just exited)."""
         try:
-            return self.http("GET", path, timeout=2.0).status
+            return self.http("GET", path, timeout=2.0)
         except (urllib.error.URLError, OSError):
             return None
+
+    def status(self, path: str) -> int | None:
+        """GET ``path``'s status; None when nothing answers."""
+        reply = self.get(path)
+        return None if reply is None else reply.status
 
     def wait_ready(self, timeout_s: float = 120.0) -> float:
         """Block until /readyz says 200; returns seconds since start."""
