@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from classifiers.normalize import NORMALIZER_ID
 from classifiers.taxonomy import CATEGORIES
 
 
@@ -41,6 +42,9 @@ class ModelCard(BaseModel):
     tokenizer: str = "tokenizer.json"
     data_sources: list[DataSource] = []
     evaluation: dict[str, Any] = {}
+    normalizer: str | None = Field(
+        None, description="the normaliser the model was trained behind (classifiers.normalize)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
@@ -52,6 +56,12 @@ class ModelCard(BaseModel):
             raise ValueError(f"thresholds missing for {missing}")
         if self.window_stride > self.max_tokens - 2:
             raise ValueError("window_stride must leave room for [CLS] and [SEP] in max_tokens")
+        if self.normalizer is not None and self.normalizer != NORMALIZER_ID:
+            raise ValueError(
+                f"the model was trained behind {self.normalizer}, but this modstream "
+                f"serves {NORMALIZER_ID}: its scores would be off; use a model trained "
+                "with this version"
+            )
         return self
 
     @property

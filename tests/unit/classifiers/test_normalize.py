@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import unicodedata
 
 import pytest
@@ -117,3 +118,99 @@ def test_letters_spaced_by_other_whitespace_are_joined_in_one_call() -> None:
     # un-spacing ran, so a second call changed the text again.
     assert normalize("A\rA\rA\x85A") == "AA"
     assert normalize("k\ti\tl\tl") == "kill"
+
+
+# -- markup (normalize@2) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # HTML entities, only with their semicolon
+        ("you&#39;re &amp; me", "you're & me"),
+        ("&lt;3 &quot;hi&quot;", '<3 "hi"'),
+        ("caf&eacute; &#x41;", "café A"),
+        # tags: inline ones vanish, block ones leave a space
+        ("f<b></b>uck", "fuck"),
+        ("<p>hello</p><p>world</p>", "hello world"),
+        ("line one<br>line two<br/>three", "line one line two three"),
+        ('<a href="https://ex.com/x">click</a> here', "click here"),
+        ("<div class='c' id=x>hi <span style=\"color:red\">there</span></div>", "hi there"),
+        ("<!-- hidden -->shown", "shown"),
+        ("<img src='a.png' alt='x'>nice pic", "nice pic"),
+        # escaped markup is unescaped, then stripped
+        ("&lt;b&gt;bold&lt;/b&gt;", "bold"),
+        # BBCode open/close pairs
+        ("[b]die[/b] already", "die already"),
+        ("[quote=anon]you are trash[/quote] lol", "you are trash lol"),
+        ("[url=https://ex.com]my site[/url]", "my site"),
+        # Markdown links and images keep their text
+        ("check [this](https://ex.com/a/b) out", "check this out"),
+        ("![a cat](https://img.ex.com/c.png)", "a cat"),
+        # URLs keep their host
+        ("watch https://www.youtube.com/watch?v=abc123 now", "watch youtube.com now"),
+        ("see www.example.org/a/b?c=d#e", "see example.org"),
+        ("https://x.com/a,kill yourself", "x.com ,kill yourself"),
+        ("HTTPS://EX.COM/PATH", "ex.com"),
+    ],
+)
+def test_markup_is_stripped(text: str, expected: str) -> None:
+    assert normalize(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<find you and hurt you>",  # not a tag name
+        "<go kill yourself now>",
+        "<i hate you>",  # a tag name, but attributes are name=value only
+        "<USER> hi",  # placeholders stay: augmentation teaches the model to ignore them
+        "[NAME]: hello",
+        "[URL]",
+        "a[i] = b[i]",  # no closing [/i]
+        "i <3 u",
+        "a < b > c",
+        "AT&T and &nothing",
+        "R&D;",  # not an entity
+        "[b] alone",
+        "version 2.0 of foo.bar",
+    ],
+)
+def test_markup_look_alikes_stay(text: str) -> None:
+    assert normalize(text) == text
+
+
+_MARKUP_PIECES = [
+    *"<>/[]()&;#:.=\"' abiuqotl013@!$ptsw\n",
+    *("&lt;", "&gt;", "&amp;", "<b>", "</b>", "[b]", "[/b]", "https://", "www."),
+    *("&#39;", "<p>", "&quot;", "\u200b", "&qu0t;", "](", "<!--", "-->"),
+]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_MARKUP_PIECES), max_size=25).map("".join))
+def test_normalize_is_idempotent_on_markup(text: str) -> None:
+    once = normalize(text)
+    assert normalize(once) == once
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<" * 100_000,
+        "[" * 100_000,
+        "&" * 100_000,
+        "<b " + "x=1 " * 25_000,
+        "[b]" * 33_000 + "[/b]",
+        "[a](" * 25_000,
+        "https://" + "a." * 50_000,
+        "<!--" * 25_000,
+    ],
+    ids=["lt", "bracket", "amp", "attrs", "bbcode", "mdlink", "url", "comment"],
+)
+def test_hostile_markup_is_linear(text: str) -> None:
+    # Not a speed claim: a quadratic pattern takes minutes on these (70 s seen
+    # for "[" * 100k with an unbounded one); linear ones take milliseconds.
+    started = time.monotonic()
+    normalize(text)
+    assert time.monotonic() - started < 5.0

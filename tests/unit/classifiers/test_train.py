@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ torch = pytest.importorskip("torch")
 
 from classifiers.dataset import Example  # noqa: E402
 from classifiers.modeling import base_model_dir, build_from_config, keep_first_layers  # noqa: E402
+from classifiers.normalize import NORMALIZER_ID  # noqa: E402
 from classifiers.runtime import OnnxClassifier  # noqa: E402
 from classifiers.taxonomy import CATEGORIES  # noqa: E402
 from classifiers.train import (  # noqa: E402
@@ -24,6 +26,7 @@ from classifiers.train import (  # noqa: E402
     label_arrays,
     linear_schedule,
     load_config,
+    load_examples,
     make_docs,
     masked_bce,
     plan_batches,
@@ -129,8 +132,39 @@ def test_a_teacher_run_without_its_card_is_not_finished(tmp_path: Path) -> None:
     cfg = load_config(_write(tmp_path, f"distill:\n  teacher_run: {run_dir}\n"))
     with pytest.raises(FileNotFoundError, match="model_card.json"):
         ensure_teacher(cfg)
-    (run_dir / "model_card.json").write_text("{}")
+    (run_dir / "model_card.json").write_text(json.dumps({"normalizer": NORMALIZER_ID}))
     assert ensure_teacher(cfg) == run_dir
+
+
+def test_a_teacher_trained_behind_another_normaliser_is_refused(tmp_path: Path) -> None:
+    # its soft targets would score strings the student never sees
+    run_dir = tmp_path / "teacher"
+    (run_dir / "checkpoint").mkdir(parents=True)
+    (run_dir / "model.int8.onnx").write_bytes(b"")
+    (run_dir / "model_card.json").write_text(
+        json.dumps({"normalizer": "classifiers.normalize.normalize@1"})
+    )
+    cfg = load_config(_write(tmp_path, f"distill:\n  teacher_run: {run_dir}\n"))
+    with pytest.raises(ValueError, match="normalize@1"):
+        ensure_teacher(cfg)
+
+
+def test_wrapping_touches_training_texts_only(tmp_path: Path) -> None:
+    def examples(n: int) -> list[Example]:
+        return [Example(f"text number {i}", {"hate": i % 2}, "s", "MIT") for i in range(n)]
+
+    cfg = load_config(_write(tmp_path, "data:\n  wrap_fraction: 0.5\n"))
+    with mock.patch("classifiers.dataset.build_examples", return_value=examples(200)):
+        train, val = load_examples(cfg)
+    with mock.patch("classifiers.dataset.build_examples", return_value=examples(200)):
+        plain_train, plain_val = load_examples(
+            load_config(_write(tmp_path, "data:\n  wrap_fraction: 0.0\n"))
+        )
+    assert val == plain_val
+    changed = [a for a, b in zip(train, plain_train, strict=True) if a.text != b.text]
+    assert len(changed) == round(0.5 * len(train))
+    for a, b in zip(train, plain_train, strict=True):
+        assert b.text in a.text and a.labels == b.labels
 
 
 def test_config_must_be_a_mapping(tmp_path: Path) -> None:
