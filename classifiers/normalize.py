@@ -20,6 +20,7 @@ import hashlib
 import html
 import re
 import unicodedata
+from html.entities import html5 as _HTML5_ENTITIES
 
 #: Recorded in model cards; bump it whenever :func:`normalize`'s output changes.
 NORMALIZER_ID = "classifiers.normalize.normalize@2"
@@ -60,7 +61,7 @@ _BLOCK_TAGS = (
     "th|thead|title|tr|ul"
 )
 _ATTRS = r"(?:\s+[A-Za-z_:][-A-Za-z0-9_:.]{0,40}\s*=\s*(?:\"[^\"<>]{0,500}\"|'[^'<>]{0,500}'|[^\s\"'<>=`]{1,500})){0,20}"
-_INLINE_TAG_RE = re.compile(rf"</?(?:{_INLINE_TAGS}){_ATTRS}\s*/?>", re.IGNORECASE)
+_INLINE_TAG_RE = re.compile(rf"<(/?)({_INLINE_TAGS})({_ATTRS})\s*/?>", re.IGNORECASE)
 _BLOCK_TAG_RE = re.compile(rf"</?(?:{_BLOCK_TAGS}){_ATTRS}\s*/?>", re.IGNORECASE)
 _COMMENT_RE = re.compile(r"<!--[^<>]{0,2000}?-->")
 
@@ -73,23 +74,36 @@ _BB_TAG_RE = re.compile(
     re.IGNORECASE,
 )
 
-# [text](link) keeps its text; ![alt](link) its alt text.
-_MD_LINK_RE = re.compile(r"!?\[([^\[\]\n]{0,300})\]\(\s*<?[^\s()<>]{1,2000}>?\s*\)")
-
-# A URL keeps only its host ("https://example.com/a?b" -> "example.com"). The
-# path stops at a comma, quote or bracket so "https://x.co/a,kill you" keeps
-# the words after it.
-_URL_RE = re.compile(
-    r"\b(?:https?://(?:www\.)?|www\.)(?:[^\s/@:]{1,64}(?::[^\s/@]{0,64})?@)?"
-    r"([A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.){1,8}[A-Za-z]{2,24})(?::\d{1,5})?"
-    r"(?:[/?#][-A-Za-z0-9._~%/?#=&+:@!$*;]{0,2000})?",
+# [text](link) keeps its text; ![alt](link) its alt text. The link must look
+# like one, so code such as "arr[i](x)" stays.
+_MD_LINK_RE = re.compile(
+    r"!?\[([^\[\]\n]{0,300})\]\(\s*<?(?:https?://|www\.|/|#|mailto:)[^\s()<>]{0,2000}>?\s*\)",
     re.IGNORECASE,
+)
+
+# A URL keeps its host and the words of its path ("https://ex.com/r/8x7f2/
+# some_thread?utm=x" -> "ex.com r some thread"): slugs are words, ids and
+# query strings are noise. It stops at a comma, quote or bracket, so
+# "https://x.co/a,kill you" keeps the words after it.
+_URL_RE = re.compile(
+    r"(?<![\w@.])(?:https?://(?:www\.)?|www\.)(?:[^\s/@:]{1,64}(?::[^\s/@]{0,64})?@)?"
+    r"([A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.){1,8}[A-Za-z]{2,24})(?::\d{1,5})?"
+    r"(/[-A-Za-z0-9._~%/=&+:@!$*;]{0,2000})?(?:[?#][-A-Za-z0-9._~%/?#=&+:@!$*;]{0,2000})?",
+    re.IGNORECASE,
+)
+_PATH_SPLIT_RE = re.compile(r"[-/_.~%=&+:@!$*;]+")
+_WORD_RE = re.compile(r"[^\W\d_]{2,30}")
+_FILE_EXTENSIONS = frozenset(
+    {"html", "htm", "php", "asp", "aspx", "png", "jpg", "jpeg", "gif", "webp"}
 )
 _MARKUP_HINT_RE = re.compile(r"[&<\[]|://|www\.", re.IGNORECASE)
 
 
 def _unescape(match: re.Match[str]) -> str:
-    return html.unescape(match.group(0))
+    entity = match.group(0)
+    if entity[1] != "#" and entity[1:] not in _HTML5_ENTITIES:
+        return entity  # html.unescape would decode a prefix: "&amplified;" -> "&lified;"
+    return html.unescape(entity)
 
 
 def _strip_bbcode(text: str) -> str:
@@ -113,14 +127,28 @@ def _strip_bbcode(text: str) -> str:
     return "".join(out)
 
 
-def _url_host(match: re.Match[str]) -> str:
-    return f" {match.group(1).lower()} "
+def _url_words(match: re.Match[str]) -> str:
+    words = [
+        w
+        for w in _PATH_SPLIT_RE.split(match.group(2) or "")
+        if _WORD_RE.fullmatch(w) and w.lower() not in _FILE_EXTENSIONS
+    ]
+    return " ".join(["", match.group(1).lower(), *words, ""])
+
+
+def _strip_inline_tags(text: str) -> str:
+    # Only names that are closed somewhere: "f<b></b>uck" is markup, "<i> hate you" is not.
+    closed = {m.group(2).lower() for m in _INLINE_TAG_RE.finditer(text) if m.group(1)}
+    if not closed:
+        return text
+    return _INLINE_TAG_RE.sub(lambda m: "" if m.group(2).lower() in closed else m.group(0), text)
 
 
 def strip_markup(text: str) -> str:
-    """Remove HTML entities and tags, BBCode pairs, Markdown links and URL paths.
+    """Remove HTML entities and tags, BBCode pairs, Markdown links and URL noise.
 
-    Inline tags vanish ("f<b></b>uck" -> "fuck"); block tags leave a space.
+    Inline tags vanish as a browser renders them ("f<b></b>uck" -> "fuck",
+    so "hello<b>world</b>" -> "helloworld"); block tags leave a space.
 
     >>> strip_markup("<p>see&nbsp;<a href='https://ex.com/x?y=1'>this</a></p>")
     ' see\\xa0this '
@@ -130,10 +158,10 @@ def strip_markup(text: str) -> str:
     text = _ENTITY_RE.sub(_unescape, text)
     text = _COMMENT_RE.sub(" ", text)
     text = _BLOCK_TAG_RE.sub(" ", text)
-    text = _INLINE_TAG_RE.sub("", text)
+    text = _strip_inline_tags(text)
     text = _strip_bbcode(text)
     text = _MD_LINK_RE.sub(r"\1", text)
-    return _URL_RE.sub(_url_host, text)
+    return _URL_RE.sub(_url_words, text)
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -147,9 +175,15 @@ def _unspace(match: re.Match[str]) -> str:
     return re.sub(r"[ .\-_*]", "", match.group(0))
 
 
+def _canonical_characters(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_HOMOGLYPHS)
+
+
 def _one_pass(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_HOMOGLYPHS)
-    text = strip_markup(text)
+    text = _canonical_characters(text)
+    stripped = strip_markup(text)
+    if stripped != text:  # entities can decode to homoglyphs and zero-width characters
+        text = _canonical_characters(stripped)
     # Collapse whitespace before un-spacing, so "k\ri\rl\rl" is un-spaced now
     # rather than on a second call (normalize must be idempotent).
     text = _SPACE_RE.sub(" ", text)
@@ -169,8 +203,8 @@ def normalize(text: str) -> str:
 
     >>> normalize("k i l l  y\u200bourself, f4gg0t!!! sooooo")
     'kill yourself, faggot!!! soo'
-    >>> normalize("<p>you&#39;re a <b>c.l.o.w.n</b></p> https://ex.com/u/42")
-    "you're a clown ex.com"
+    >>> normalize("<p>you&#39;re a <b>c.l.o.w.n</b></p> https://ex.com/u/42/clown_pics")
+    "you're a clown ex.com clown pics"
     """
     out = _one_pass(text)
     for _ in range(_MAX_PASSES - 1):

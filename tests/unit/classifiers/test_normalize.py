@@ -148,10 +148,21 @@ def test_letters_spaced_by_other_whitespace_are_joined_in_one_call() -> None:
         ("check [this](https://ex.com/a/b) out", "check this out"),
         ("![a cat](https://img.ex.com/c.png)", "a cat"),
         # URLs keep their host
-        ("watch https://www.youtube.com/watch?v=abc123 now", "watch youtube.com now"),
-        ("see www.example.org/a/b?c=d#e", "see example.org"),
+        ("watch https://www.youtube.com/watch?v=abc123 now", "watch youtube.com watch now"),
+        ("see www.example.org/ab/cd?c=d#e", "see example.org ab cd"),
         ("https://x.com/a,kill yourself", "x.com ,kill yourself"),
-        ("HTTPS://EX.COM/PATH", "ex.com"),
+        ("HTTPS://EX.COM/PATH", "ex.com PATH"),
+        # a URL's path keeps its words (a slur in a slug is still a slur), not its ids
+        ("https://x.co/kill/yourself/now", "x.co kill yourself now"),
+        (
+            "https://ex.com/r/comments/8x7f2/some_thread_title/?utm_source=share",
+            "ex.com comments some thread title",
+        ),
+        ("https://img.ex.com/cute-cat.png", "img.ex.com cute cat"),
+        # entities that decode to homoglyphs, full-width or invisible characters
+        ("&#1089;unt", "cunt"),
+        ("&#xFF4B;ill yourself", "kill yourself"),
+        ("f&shy;uck f&#8203;uck", "fuck fuck"),
     ],
 )
 def test_markup_is_stripped(text: str, expected: str) -> None:
@@ -174,6 +185,11 @@ def test_markup_is_stripped(text: str, expected: str) -> None:
         "R&D;",  # not an entity
         "[b] alone",
         "version 2.0 of foo.bar",
+        "choose <a> or <b>",  # inline tags count only when closed somewhere
+        "<i> hate you",
+        "call arr[i](x)",  # a Markdown link's target must look like a link
+        "&amplified; &notice;",  # no decoding of an entity name's prefix
+        "file.txt, e.g. 1.2.3 and https alone",
     ],
 )
 def test_markup_look_alikes_stay(text: str) -> None:
