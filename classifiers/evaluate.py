@@ -317,11 +317,24 @@ def spaced_letters(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
+def html_markup(text: str, rng: random.Random) -> str:
+    """The text as a web page holds it: a paragraph, entities, an empty tag inside a word."""
+    words = text.split(" ")
+    long_words = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha()]
+    if long_words:
+        i = rng.choice(long_words)
+        cut = rng.randrange(1, len(words[i]))
+        words[i] = f"{words[i][:cut]}<b></b>{words[i][cut:]}"
+    body = " ".join(words).replace("'", "&#39;").replace('"', "&quot;")
+    return f'<div class="comment"><p>{body}</p></div>'
+
+
 OBFUSCATORS: dict[str, Callable[[str, random.Random], str]] = {
     "leetspeak": leetspeak,
     "zero_width": zero_width,
     "homoglyphs": homoglyphs,
     "spaced_letters": spaced_letters,
+    "html_markup": html_markup,
 }
 
 
