@@ -82,8 +82,8 @@ _MD_LINK_RE = re.compile(
 )
 
 # A URL keeps its host and the words of its path ("https://ex.com/r/8x7f2/
-# some_thread?utm=x" -> "ex.com r some thread"): slugs are words, ids and
-# query strings are noise. It stops at a comma, quote or bracket, so
+# some_thread?utm=x" -> "ex.com some thread"): slugs are words; ids, single
+# letters and query strings are noise. It stops at a comma, quote or bracket, so
 # "https://x.co/a,kill you" keeps the words after it.
 _URL_RE = re.compile(
     r"(?<![\w@.])(?:https?://(?:www\.)?|www\.)(?:[^\s/@:]{1,64}(?::[^\s/@]{0,64})?@)?"
