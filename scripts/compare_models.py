@@ -51,10 +51,19 @@ np.save(sys.argv[3], OnnxClassifier(Path(sys.argv[1]), variant="int8").score(tex
 def score_with_checkout(spec: str, data: Path, out: Path) -> np.ndarray:
     """Scores from ``CHECKOUT:MODEL_DIR``, run by that checkout's own code."""
     checkout, _, model_dir = spec.partition(":")
-    env = {**os.environ, "PYTHONPATH": str(Path(checkout).resolve())}
+    root = Path(checkout).resolve()
+    # run in the checkout: "python -c" puts the working directory first on sys.path
     subprocess.run(
-        [sys.executable, "-c", _SCORE, str(Path(model_dir).resolve()), str(data), str(out)],
-        env=env,
+        [
+            sys.executable,
+            "-c",
+            _SCORE,
+            str(Path(model_dir).resolve()),
+            str(data.resolve()),
+            str(out),
+        ],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        cwd=root,
         check=True,
     )
     return np.load(out)
