@@ -69,6 +69,11 @@ def score_with_checkout(spec: str, data: Path, out: Path) -> np.ndarray:
     return np.load(out)
 
 
+def _mean(values: list[float]) -> float:
+    """NaN when no category is defined (a tiny bootstrap resample can hold no positive)."""
+    return float(np.mean(values)) if values else float("nan")
+
+
 def metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     out: dict[str, float] = {}
     for j, cat in enumerate(CATEGORIES):
@@ -77,8 +82,8 @@ def metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         if 0 < y.sum() < len(y):
             out[cat] = average_precision(y, scores[known, j])
     y_any, s_any = any_category(scores, labels)
-    out["macro8"] = float(np.mean([out[c] for c in EXTERNAL if c in out]))
-    out["macro11"] = float(np.mean([out[c] for c in CATEGORIES if c in out]))
+    out["macro8"] = _mean([out[c] for c in EXTERNAL if c in out])
+    out["macro11"] = _mean([out[c] for c in CATEGORIES if c in out])
     out["any"] = average_precision(y_any, s_any)
     return out
 

@@ -1,0 +1,66 @@
+"""scripts/compare_models.py: each side scored by its checkout, paired metrics, leaked texts left out."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classifiers.taxonomy import CATEGORIES
+
+ROOT = Path(__file__).resolve().parents[3]
+_spec = importlib.util.spec_from_file_location(
+    "compare_models", ROOT / "scripts" / "compare_models.py"
+)
+assert _spec is not None and _spec.loader is not None
+compare_models = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(compare_models)
+
+ROWS = [
+    ("i will find you and hurt you", {"harassment": 1, "harassment/threatening": 1, "hate": 0}),
+    ("have a lovely day everyone", dict.fromkeys(CATEGORIES, 0)),
+    ("all of them are vermin and should be wiped out", {"hate": 1, "hate/threatening": 1}),
+    ("thanks for the help earlier", dict.fromkeys(CATEGORIES, 0)),
+    ("you are a worthless idiot", {"harassment": 1, "hate": 0}),
+    ("see you at practice tomorrow", dict.fromkeys(CATEGORIES, 0)),
+]
+
+
+def test_metrics_on_a_hand_made_array() -> None:
+    labels = np.full((4, len(CATEGORIES)), np.nan)
+    hate = CATEGORIES.index("hate")
+    labels[:, hate] = [1, 0, 1, 0]
+    scores = np.zeros_like(labels)
+    scores[:, hate] = [0.9, 0.1, 0.8, 0.2]  # perfectly ranked
+    out = compare_models.metrics(scores, labels)
+    assert out["hate"] == pytest.approx(1.0)
+    assert out["any"] == pytest.approx(1.0)
+    assert out["macro8"] == out["macro11"] == pytest.approx(1.0)  # hate is the only defined one
+
+
+def test_same_model_on_both_sides_ties_and_leaked_texts_are_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "val.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "labels": y}) + "\n" for t, y in ROWS))
+    index = tmp_path / "index.jsonl.gz"
+    leaked = hashlib.sha256(ROWS[0][0].encode()).hexdigest()[:16]
+    with gzip.open(index, "wt") as fh:
+        fh.write(json.dumps({"id": leaked, "split": "train"}) + "\n")
+    model = f"{ROOT}:{ROOT / 'classifiers' / 'models' / 'modstream-minilm'}"
+    code = compare_models.main(
+        ["--data", str(data), "--a", model, "--b", model, "--exclude-train-of", str(index),
+         "--resamples", "5"]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "left out 1 texts the baseline trained on" in out
+    assert "5 texts; paired bootstrap" in out
+    any_line = next(line for line in out.splitlines() if line.startswith("any "))
+    a, b, diff = any_line.split()[1:4]
+    assert a == b and float(diff) == 0.0
