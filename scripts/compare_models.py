@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import os
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from classifiers.dataset import text_id
 from classifiers.evaluate import any_category, average_precision, labels_matrix, load_jsonl
 from classifiers.taxonomy import CATEGORIES
 
@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     keep = np.ones(len(texts), dtype=bool)
     if args.exclude_train_of:
         seen = trained_on(args.exclude_train_of)
-        ids = [hashlib.sha256(t.encode("utf-8")).hexdigest()[:16] for t in texts]
-        keep = np.array([i not in seen for i in ids])
+        keep = np.array([text_id(t) not in seen for t in texts])
         print(f"left out {int((~keep).sum())} texts the baseline trained on")
     labels, a, b = labels[keep], a[keep], b[keep]
     ma, mb = metrics(a, labels), metrics(b, labels)

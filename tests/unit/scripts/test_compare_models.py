@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from classifiers.dataset import text_id
 from classifiers.taxonomy import CATEGORIES
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -49,7 +49,7 @@ def test_same_model_on_both_sides_ties_and_leaked_texts_are_left_out(
     data = tmp_path / "val.jsonl"
     data.write_text("".join(json.dumps({"text": t, "labels": y}) + "\n" for t, y in ROWS))
     index = tmp_path / "index.jsonl.gz"
-    leaked = hashlib.sha256(ROWS[0][0].encode()).hexdigest()[:16]
+    leaked = text_id(ROWS[0][0])
     with gzip.open(index, "wt") as fh:
         fh.write(json.dumps({"id": leaked, "split": "train"}) + "\n")
     model = f"{ROOT}:{ROOT / 'classifiers' / 'models' / 'modstream-minilm'}"
