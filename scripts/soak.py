@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,8 @@ TOPICS = {
     "dlq": "soak.dlq",
 }
 GROUP = "soak"
+#: How long the score reader may take to catch up with the scores topic at the end.
+CATCH_UP_S = 600.0
 
 
 # -- the worker ----------------------------------------------------------------------------
@@ -149,6 +153,7 @@ class State:
     duplicates: int = 0
     window: list[float] = field(default_factory=list)  # e2e latencies (ms) since last sample
     all_latencies: list[float] = field(default_factory=list)
+    dead_letters: dict[str, str] = field(default_factory=dict)  # message_id -> reason
 
 
 async def produce(
@@ -180,8 +185,8 @@ async def produce(
 
 
 async def read_scores(bootstrap: str, state: State, stop: asyncio.Event) -> None:
+    """Record every score and dead letter until ``stop``, then catch up with both topics' ends."""
     consumer = AIOKafkaConsumer(
-        TOPICS["scores"],
         bootstrap_servers=bootstrap,
         group_id=None,
         auto_offset_reset="earliest",
@@ -189,23 +194,62 @@ async def read_scores(bootstrap: str, state: State, stop: asyncio.Event) -> None
     )
     await consumer.start()
     try:
+        # assigned, not subscribed, so the partitions are known before the first fetch
+        await consumer.topics()
+        assigned = []
+        for topic in (TOPICS["scores"], TOPICS["dlq"]):
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                raise RuntimeError(f"topic {topic} does not exist")
+            assigned += [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
         while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=100)
-            now = time.time()
-            for records in batches.values():
-                for r in records:
-                    mid = orjson.loads(r.value)["message_id"]
-                    if mid in state.scored:
-                        state.duplicates += 1
-                        continue
-                    state.scored.add(mid)
-                    sent = state.sent_at.get(mid)
-                    if sent is not None:
-                        ms = (now - sent) * 1000.0
-                        state.window.append(ms)
-                        state.all_latencies.append(ms)
+            await read_batch(consumer, state)
+        # Catch up before anything is counted. ``stop`` is set after the final
+        # lag was read, and an input offset is committed only after its score
+        # was acknowledged, so every committed input's score is below these end
+        # offsets; a reader left behind by a slow broker would otherwise count
+        # those messages as lost.
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        deadline = time.monotonic() + CATCH_UP_S
+        while time.monotonic() < deadline and await behind(consumer, ends):
+            await read_batch(consumer, state, timed=False)  # late by this reader, not the worker
     finally:
         await consumer.stop()
+
+
+async def read_batch(consumer: AIOKafkaConsumer, state: State, timed: bool = True) -> None:
+    """One fetch into ``state``: scored ids, duplicates, latencies if ``timed``, dead letters."""
+    batches = await consumer.getmany(timeout_ms=100)
+    now = time.time()
+    for tp, records in batches.items():
+        for r in records:
+            if tp.topic == TOPICS["dlq"]:
+                letter = orjson.loads(r.value)
+                try:
+                    mid = str(orjson.loads(base64.b64decode(letter["raw_b64"]))["message_id"])
+                except (ValueError, KeyError, TypeError):
+                    mid = f"offset-{letter['source']['partition']}-{letter['source']['offset']}"
+                state.dead_letters[mid] = letter["reason"]
+                continue
+            mid = orjson.loads(r.value)["message_id"]
+            if mid in state.scored:
+                state.duplicates += 1
+                continue
+            state.scored.add(mid)
+            sent = state.sent_at.get(mid)
+            if timed and sent is not None:
+                ms = (now - sent) * 1000.0
+                state.window.append(ms)
+                state.all_latencies.append(ms)
+
+
+async def behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    """Whether the reader has not yet reached ``ends`` on some partition."""
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return True
+    return False
 
 
 async def group_lag(probe: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
@@ -316,9 +360,9 @@ def summarise(
 ) -> dict[str, Any]:
     # Judge flatness on the part after the first third (allocators and caches settle first).
     steady = samples[len(samples) // 3 :] or samples
-    unscored = len(set(state.sent_at) - state.scored)
-    # A message not scored yet is only lost if its offset was committed: one
-    # that is still uncommitted input (counted in the final lag) waits its turn.
+    unscored = len(set(state.sent_at) - state.scored - set(state.dead_letters))
+    # A message neither scored nor dead-lettered is only lost if its offset was
+    # committed: one that is still uncommitted input (the final lag) waits its turn.
     lost = max(0, unscored - final_lag)
     rss = [s.rss_mib for s in samples]
     lag = [s.lag for s in samples]
@@ -335,6 +379,7 @@ def summarise(
         "messages": len(state.sent_at),
         "scored": len(state.scored),
         "unscored": unscored,
+        "dead_letters": dict(Counter(state.dead_letters.values())),
         "lost": lost,
         "duplicates": state.duplicates,
         "complete": complete,
@@ -383,6 +428,7 @@ def markdown(result: dict[str, Any]) -> str:
         "| | value |",
         "|---|---|",
         f"| messages / scored / not yet scored (still uncommitted input) / lost / duplicates | {r['messages']} / {r['scored']} / {r['unscored']} / {r['lost']} / {r['duplicates']} |",
+        f"| dead letters by reason | {r['dead_letters'] or 'none'} |",
         f"| RSS first / last / max (MiB) | {r['rss_mib']['first']} / {r['rss_mib']['last']} / {r['rss_mib']['max']} |",
         f"| RSS slope after the first third (MiB/min) | {r['rss_mib']['steady_slope_mib_per_min']} |",
         f"| consumer lag max / after the first third max / final | {r['lag']['max']} / {r['lag']['steady_max']} / {r['final_lag']} |",
@@ -463,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     md_path.write_text(markdown(result))
     print(
         f"\n{result['messages']} sent, {result['scored']} scored, {result['unscored']} not yet "
-        f"scored, {result['lost']} lost, "
+        f"scored, {sum(result['dead_letters'].values())} dead letters {result['dead_letters']}, "
+        f"{result['lost']} lost, "
         f"{result['duplicates']} duplicates; RSS {result['rss_mib']['first']} -> "
         f"{result['rss_mib']['last']} MiB (slope {result['rss_mib']['steady_slope_mib_per_min']} "
         f"MiB/min); lag max {result['lag']['max']}, final {result['final_lag']}; e2e p50/p99 "
