@@ -29,13 +29,17 @@ from pathlib import Path
 import numpy as np
 
 from classifiers.dataset import text_id
-from classifiers.evaluate import any_category, average_precision, labels_matrix, load_jsonl
+from classifiers.evaluate import (
+    RELEASE_CODES,
+    any_category,
+    average_precision,
+    labels_matrix,
+    load_jsonl,
+)
 from classifiers.taxonomy import CATEGORIES
 
-EXTERNAL = (
-    "sexual", "sexual/minors", "hate", "hate/threatening",
-    "harassment", "self-harm", "violence", "violence/graphic",
-)  # fmt: skip
+#: The external set's 8 categories: those its release rows label.
+EXTERNAL = tuple(RELEASE_CODES.values())
 
 _SCORE = """
 import sys
