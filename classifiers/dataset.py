@@ -1944,6 +1944,14 @@ def write_index(train: Sequence[Example], val: Sequence[Example], path: Path) ->
         fh.write(lines.encode("utf-8"))
 
 
+def read_index(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a label index that ``write_index`` wrote (ids, sources, splits, labels)."""
+    import gzip
+
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        yield from map(json.loads, fh)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: build, split and write ``train.jsonl``, ``val.jsonl``, ``manifest.json``."""
     parser = argparse.ArgumentParser(

@@ -18,8 +18,6 @@ per-category AUPRC of both, with paired bootstrap CIs of the differences.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import subprocess
 import sys
@@ -28,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifiers.dataset import text_id
+from classifiers.dataset import read_index, text_id
 from classifiers.evaluate import (
     RELEASE_CODES,
     any_category,
@@ -93,8 +91,7 @@ def metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def trained_on(index: Path) -> set[str]:
-    with gzip.open(index, "rt") as fh:
-        return {r["id"] for r in map(json.loads, fh) if r["split"] == "train"}
+    return {r["id"] for r in read_index(index) if r["split"] == "train"}
 
 
 def main(argv: list[str] | None = None) -> int:

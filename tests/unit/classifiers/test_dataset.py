@@ -499,6 +499,13 @@ def test_write_index_is_byte_reproducible(tmp_path: Path) -> None:
     assert (tmp_path / "a.jsonl.gz").read_bytes() == (tmp_path / "b.jsonl.gz").read_bytes()
 
 
+def test_read_index_returns_the_rows_write_index_wrote(tmp_path: Path) -> None:
+    train = [ds.Example("a text", ds.make_labels(pos=["hate"]), "src", "MIT")]
+    val = [ds.Example("another", ds.make_labels(neg=["sexual"]), "src/b", "MIT")]
+    ds.write_index(train, val, tmp_path / "i.jsonl.gz")
+    assert list(ds.read_index(tmp_path / "i.jsonl.gz")) == list(ds.index_rows(train, val))
+
+
 @pytest.mark.skipif(not SHARED_RAW.is_dir(), reason="shared/data/raw not present")
 def test_rebuilding_from_shared_data_reproduces_the_committed_label_index(tmp_path: Path) -> None:
     # The curated set is data we commit to: a mapping or written-data change

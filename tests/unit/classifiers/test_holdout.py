@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import pytest
 
-from classifiers.dataset import dedupe_key, text_id
+from classifiers.dataset import dedupe_key, read_index, text_id
 from classifiers.evaluate import load_jsonl
 
 DATA = Path(__file__).resolve().parents[3] / "classifiers" / "data"
@@ -16,8 +15,7 @@ HOLDOUT = sorted((DATA / "holdout").glob("*.jsonl"))
 
 
 def _index_ids() -> set[str]:
-    with gzip.open(DATA / "curated" / "labels.jsonl.gz", "rt", encoding="utf-8") as fh:
-        return {json.loads(line)["id"] for line in fh}
+    return {row["id"] for row in read_index(DATA / "curated" / "labels.jsonl.gz")}
 
 
 def _written_keys() -> set[str]:
