@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from classifiers.data.write_examples import parse
 from classifiers.dataset import dedupe_key, read_index, text_id
 from classifiers.evaluate import load_jsonl
 
@@ -19,10 +20,14 @@ def _index_ids() -> set[str]:
 
 
 def _written_keys() -> set[str]:
+    """Built written lines and candidate lines: a candidate built later must not leak the holdout."""
     keys = set()
     for path in (DATA / "written").glob("*.jsonl"):
         with path.open(encoding="utf-8") as fh:
             keys.update(dedupe_key(json.loads(line)["text"]) for line in fh)
+    for path in (DATA / "written" / "candidates").glob("*.txt"):
+        rows, _ = parse(path)
+        keys.update(dedupe_key(text) for text, _ in rows)
     return keys
 
 
@@ -38,7 +43,7 @@ def test_holdout_texts_are_not_training_texts(path: Path) -> None:
     in_written = [t for t in texts if dedupe_key(t) in keys]
     assert not in_index, f"{len(in_index)} held-out texts are in the label index: {in_index[:3]}"
     assert not in_written, (
-        f"{len(in_written)} held-out texts duplicate written lines: {in_written[:3]}"
+        f"{len(in_written)} held-out texts duplicate written or candidate lines: {in_written[:3]}"
     )
 
 
