@@ -94,6 +94,11 @@ class DataConfig(_Section):
         default_factory=dict, description="per example source: keep at most N rows (seeded)"
     )
     val_fraction: float = Field(default=0.1, gt=0.0, lt=0.5, description="validation share")
+    split_seed: int | None = Field(
+        default=None,
+        description="seed of the train/validation split; null = the run's seed (another "
+        "training seed with the teacher's split measures run-to-run spread)",
+    )
     max_train_rows: int | None = Field(
         default=None, ge=1, description="seeded subsample (smoke runs)"
     )
@@ -552,6 +557,11 @@ def linear_schedule(step: int, total: int, warmup: int) -> float:
 # ---------------------------------------------------------------- phases
 
 
+def split_seed(cfg: TrainConfig) -> int:
+    """The split's seed: ``data.split_seed``, else the run's seed."""
+    return cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
+
+
 def load_examples(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
     """Build, split and cap the examples as the config says; returns (train, val)."""
     from classifiers import dataset
@@ -579,7 +589,7 @@ def load_examples(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
         for source, rows in by_source.items():
             cap = cfg.data.source_caps.get(source)
             examples.extend(rng.sample(rows, cap) if cap is not None and len(rows) > cap else rows)
-    train, val = dataset.split_examples(examples, cfg.data.val_fraction, cfg.seed)
+    train, val = dataset.split_examples(examples, cfg.data.val_fraction, split_seed(cfg))
     if cfg.data.max_train_rows and len(train) > cfg.data.max_train_rows:
         train = rng.sample(train, cfg.data.max_train_rows)
     if cfg.data.max_val_rows and len(val) > cfg.data.max_val_rows:
@@ -803,7 +813,7 @@ def evaluate_split(
     evaluation = {
         "split": (
             f"validation: {cfg.data.val_fraction:.0%} of the curated examples held out by "
-            f"classifiers.dataset.split_examples(seed={cfg.seed}); thresholds were picked "
+            f"classifiers.dataset.split_examples(seed={split_seed(cfg)}); thresholds were picked "
             "on this split (F1-max per category), so F1 here is optimistic"
         ),
         "rows": len(val),

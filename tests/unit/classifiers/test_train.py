@@ -167,6 +167,19 @@ def test_wrapping_touches_training_texts_only(tmp_path: Path) -> None:
         assert b.text in a.text and a.labels == b.labels
 
 
+def test_split_seed_keeps_the_split_when_the_training_seed_changes(tmp_path: Path) -> None:
+    rows = [Example(f"text number {i}", {"hate": i % 2}, "s", "MIT") for i in range(200)]
+
+    def split(yaml_text: str) -> list[str]:
+        with mock.patch("classifiers.dataset.build_examples", return_value=rows):
+            _, val = load_examples(load_config(_write(tmp_path, yaml_text)))
+        return sorted(ex.text for ex in val)
+
+    base = split("seed: 13\n")
+    assert split("seed: 14\ndata:\n  split_seed: 13\n") == base
+    assert split("seed: 14\n") != base  # without it the seed moves the split
+
+
 def test_config_must_be_a_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="mapping"):
         load_config(_write(tmp_path, "- 1\n- 2\n"))
