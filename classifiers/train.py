@@ -96,8 +96,9 @@ class DataConfig(_Section):
     val_fraction: float = Field(default=0.1, gt=0.0, lt=0.5, description="validation share")
     split_seed: int | None = Field(
         default=None,
-        description="seed of the train/validation split; null = the run's seed (another "
-        "training seed with the teacher's split measures run-to-run spread)",
+        description="seed of the source caps, the train/validation split and its subsamples; "
+        "null = the run's seed (another training seed on the teacher's split measures "
+        "run-to-run spread)",
     )
     max_train_rows: int | None = Field(
         default=None, ge=1, description="seeded subsample (smoke runs)"
@@ -558,7 +559,7 @@ def linear_schedule(step: int, total: int, warmup: int) -> float:
 
 
 def split_seed(cfg: TrainConfig) -> int:
-    """The split's seed: ``data.split_seed``, else the run's seed."""
+    """The seed of which texts are kept and split: ``data.split_seed``, else the run's seed."""
     return cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
 
 
@@ -580,7 +581,7 @@ def load_examples(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
         include=set(cfg.data.include) if cfg.data.include is not None else None,
         max_per_source=cfg.data.max_per_source,
     )
-    rng = random.Random(cfg.seed)
+    rng = random.Random(split_seed(cfg))  # which texts are kept, and in which split
     if cfg.data.source_caps:
         by_source: dict[str, list[Any]] = {}
         for ex in examples:

@@ -175,9 +175,10 @@ def test_split_seed_keeps_the_split_when_the_training_seed_changes(tmp_path: Pat
             _, val = load_examples(load_config(_write(tmp_path, yaml_text)))
         return sorted(ex.text for ex in val)
 
-    base = split("seed: 13\n")
-    assert split("seed: 14\ndata:\n  split_seed: 13\n") == base
-    assert split("seed: 14\n") != base  # without it the seed moves the split
+    data = "data:\n  source_caps: {s: 150}\n  max_val_rows: 10\n"
+    base = split("seed: 13\n" + data)
+    assert split("seed: 14\n" + data + "  split_seed: 13\n") == base
+    assert split("seed: 14\n" + data) != base  # without it the seed moves the split
 
 
 def test_config_must_be_a_mapping(tmp_path: Path) -> None:
