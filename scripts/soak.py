@@ -154,6 +154,7 @@ class State:
     window: list[float] = field(default_factory=list)  # e2e latencies (ms) since last sample
     all_latencies: list[float] = field(default_factory=list)
     dead_letters: dict[str, str] = field(default_factory=dict)  # message_id -> reason
+    placed: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (partition, offset)
 
 
 async def produce(
@@ -161,13 +162,13 @@ async def produce(
 ) -> None:
     """Send at ``rate`` messages/s for ``seconds`` (``rate`` 0: one burst of ``seconds`` msgs)."""
     started = time.monotonic()
-    pending: list[Any] = []
+    pending: dict[str, Any] = {}  # message id -> its send's future
     if rate <= 0:
         for _ in range(int(seconds)):
             mid, key, value = traffic.next()
             state.sent_at[mid] = time.time()
-            pending.append(await producer.send(TOPICS["input"], value=value, key=key))
-        await asyncio.gather(*pending)
+            pending[mid] = await producer.send(TOPICS["input"], value=value, key=key)
+        await acknowledged(pending, state)
         return
     sent = 0
     while (elapsed := time.monotonic() - started) < seconds:
@@ -175,13 +176,21 @@ async def produce(
         for _ in range(due):
             mid, key, value = traffic.next()
             state.sent_at[mid] = time.time()
-            pending.append(await producer.send(TOPICS["input"], value=value, key=key))
+            pending[mid] = await producer.send(TOPICS["input"], value=value, key=key)
         sent += max(due, 0)
         if len(pending) > 1000:
-            await asyncio.gather(*pending)
-            pending.clear()
+            await acknowledged(pending, state)
         await asyncio.sleep(0.005)
-    await asyncio.gather(*pending)
+    await acknowledged(pending, state)
+
+
+async def acknowledged(pending: dict[str, Any], state: State) -> None:
+    """Wait for the sends in ``pending`` and record where the broker put each message."""
+    metadata = await asyncio.gather(*pending.values(), return_exceptions=True)
+    for mid, md in zip(pending, metadata, strict=True):
+        if not isinstance(md, BaseException):  # a failed send stays unplaced: unacknowledged
+            state.placed[mid] = (md.partition, md.offset)
+    pending.clear()
 
 
 async def read_scores(bootstrap: str, state: State, stop: asyncio.Event) -> None:
@@ -252,14 +261,84 @@ async def behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) ->
     return False
 
 
-async def group_lag(probe: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
-    """Records not yet committed by the group (committed read first, so never negative)."""
+async def committed_offsets(probe: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:
+    """The group's committed offset per input partition (0 where it has none)."""
     committed = {}
     for tp in tps:
         offset = await probe.committed(tp)
-        committed[tp] = offset if offset is not None and offset >= 0 else 0
+        committed[tp.partition] = offset if offset is not None and offset >= 0 else 0
+    return committed
+
+
+async def group_lag(
+    probe: AIOKafkaConsumer, tps: list[TopicPartition], committed: dict[int, int] | None = None
+) -> int:
+    """Records not yet committed by the group (committed read first, so never negative)."""
+    committed = committed if committed is not None else await committed_offsets(probe, tps)
     ends = await probe.end_offsets(tps)
-    return sum(max(0, ends[tp] - committed[tp]) for tp in tps)
+    return sum(max(0, ends[tp] - committed[tp.partition]) for tp in tps)
+
+
+def classify_unscored(state: State, committed: dict[int, int]) -> dict[str, list[str]]:
+    """Every message neither scored nor dead-lettered, by where its input offset sits.
+
+    ``lost``: below the group's committed offset, so the worker committed past it
+    without its score reaching the scores topic. ``uncommitted``: at or above it,
+    input still waiting its turn. ``unacknowledged``: the broker never confirmed
+    the send (no offset), so it is not the worker's to have scored.
+    """
+    out: dict[str, list[str]] = {"lost": [], "uncommitted": [], "unacknowledged": []}
+    for mid in sorted(set(state.sent_at) - state.scored - set(state.dead_letters)):
+        place = state.placed.get(mid)
+        if place is None:
+            out["unacknowledged"].append(mid)
+        elif place[1] < committed.get(place[0], 0):
+            out["lost"].append(mid)
+        else:
+            out["uncommitted"].append(mid)
+    return out
+
+
+async def read_back(
+    bootstrap: str, places: dict[str, tuple[int, int]], timeout_s: float = 60.0
+) -> dict[str, str | None]:
+    """The message id the input topic holds at each of ``places`` (None: no record there).
+
+    Tells a broker that acknowledged a record but did not keep it (None, or
+    another id) from a worker that read it and committed past it unscored.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    found: dict[str, str | None] = dict.fromkeys(places)
+    try:
+        by_offset = {place: mid for mid, place in places.items()}
+        tps = sorted({TopicPartition(TOPICS["input"], p) for p, _ in places.values()})
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, min(o for p, o in places.values() if p == tp.partition))
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        wanted = set(by_offset)
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for tp, records in batches.items():
+                for r in records:
+                    place = (tp.partition, r.offset)
+                    if place in wanted:
+                        wanted.discard(place)
+                        found[by_offset[place]] = str(orjson.loads(r.value).get("message_id"))
+            for tp in tps:  # a partition is done once past its last wanted offset or at its end
+                last = max((o for p, o in wanted if p == tp.partition), default=-1)
+                position = await consumer.position(tp)
+                if position > last or position >= ends[tp]:
+                    consumer.pause(tp)
+            if consumer.paused() >= set(tps):
+                break
+    finally:
+        await consumer.stop()
+    return found
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -332,14 +411,22 @@ async def soak(args: argparse.Namespace, bootstrap: str, pid: int) -> dict[str, 
             )
         await sending
         complete = await wait_scored(state, len(state.sent_at), 120)
-        final_lag = await group_lag(probe, tps)
+        # Committed offsets first: every score below them was acknowledged before
+        # this read, so the reader's catch-up to later end offsets will see it.
+        committed = await committed_offsets(probe, tps)
+        final_lag = await group_lag(probe, tps, committed)
     finally:
         stop.set()
         await reader
         await probe.stop()
         await producer.stop()
 
-    return summarise(args, capacity, rate, samples, state, complete, final_lag, state.all_latencies)
+    unscored = classify_unscored(state, committed)
+    lost = {mid: state.placed[mid] for mid in unscored["lost"]}
+    held = await read_back(bootstrap, lost) if lost else {}
+    return summarise(
+        args, capacity, rate, samples, state, complete, final_lag, unscored, lost, held
+    )
 
 
 def slope_per_min(xs: list[float], ys: list[float]) -> float | None:
@@ -356,14 +443,14 @@ def summarise(
     state: State,
     complete: bool,
     final_lag: int,
-    latencies: list[float],
+    unscored: dict[str, list[str]],
+    lost_at: dict[str, tuple[int, int]],
+    held: dict[str, str | None],
 ) -> dict[str, Any]:
     # Judge flatness on the part after the first third (allocators and caches settle first).
     steady = samples[len(samples) // 3 :] or samples
-    unscored = len(set(state.sent_at) - state.scored - set(state.dead_letters))
-    # A message neither scored nor dead-lettered is only lost if its offset was
-    # committed: one that is still uncommitted input (the final lag) waits its turn.
-    lost = max(0, unscored - final_lag)
+    latencies = state.all_latencies
+    lost = len(unscored["lost"])
     rss = [s.rss_mib for s in samples]
     lag = [s.lag for s in samples]
     result = {
@@ -378,9 +465,16 @@ def summarise(
         "rate_msgs_per_s": round(rate, 1),
         "messages": len(state.sent_at),
         "scored": len(state.scored),
-        "unscored": unscored,
+        "unscored": sum(len(ids) for ids in unscored.values()),
+        "uncommitted": len(unscored["uncommitted"]),
+        "unacknowledged": len(unscored["unacknowledged"]),
         "dead_letters": dict(Counter(state.dead_letters.values())),
         "lost": lost,
+        # where each lost id was sent, and which id the input topic holds there now
+        "lost_ids": [
+            {"id": mid, "partition": p, "offset": o, "input_topic_holds": held.get(mid)}
+            for mid, (p, o) in sorted(lost_at.items(), key=lambda kv: kv[1])
+        ],
         "duplicates": state.duplicates,
         "complete": complete,
         "final_lag": final_lag,
@@ -427,7 +521,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| | value |",
         "|---|---|",
-        f"| messages / scored / not yet scored (still uncommitted input) / lost / duplicates | {r['messages']} / {r['scored']} / {r['unscored']} / {r['lost']} / {r['duplicates']} |",
+        f"| messages / scored / not scored: uncommitted input, send not acknowledged, lost (offset committed) / duplicates | {r['messages']} / {r['scored']} / {r['uncommitted']}, {r['unacknowledged']}, {r['lost']} / {r['duplicates']} |",
+        f"| lost ids (partition:offset, id the input topic holds there) | {lost_ids(r['lost_ids'])} |",
         f"| dead letters by reason | {r['dead_letters'] or 'none'} |",
         f"| RSS first / last / max (MiB) | {r['rss_mib']['first']} / {r['rss_mib']['last']} / {r['rss_mib']['max']} |",
         f"| RSS slope after the first third (MiB/min) | {r['rss_mib']['steady_slope_mib_per_min']} |",
@@ -444,6 +539,17 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {s['e2e_p50_ms']} | {s['e2e_p99_ms']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def lost_ids(rows: list[dict[str, Any]], limit: int = 20) -> str:
+    """The first ``limit`` lost ids as ``id@partition:offset (holds id)``, for the report."""
+    if not rows:
+        return "none"
+    shown = ", ".join(
+        f"{r['id']}@{r['partition']}:{r['offset']} (holds {r['input_topic_holds']})"
+        for r in rows[:limit]
+    )
+    return shown + (f", ... {len(rows) - limit} more" if len(rows) > limit else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -508,8 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     json_path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     md_path.write_text(markdown(result))
     print(
-        f"\n{result['messages']} sent, {result['scored']} scored, {result['unscored']} not yet "
-        f"scored, {sum(result['dead_letters'].values())} dead letters {result['dead_letters']}, "
+        f"\n{result['messages']} sent, {result['scored']} scored, {result['uncommitted']} not yet "
+        f"scored (uncommitted input), {result['unacknowledged']} sends not acknowledged, {sum(result['dead_letters'].values())} dead letters {result['dead_letters']}, "
         f"{result['lost']} lost, "
         f"{result['duplicates']} duplicates; RSS {result['rss_mib']['first']} -> "
         f"{result['rss_mib']['last']} MiB (slope {result['rss_mib']['steady_slope_mib_per_min']} "

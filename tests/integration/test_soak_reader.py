@@ -51,3 +51,38 @@ async def test_reader_catches_up_after_stop(
     assert state.dead_letters == {"bad": "empty_text"}
     # catch-up reads measure this reader's lateness, not the worker's latency
     assert state.all_latencies == []
+
+
+async def test_placed_ids_are_found_where_the_broker_put_them(
+    broker: EmbeddedBroker, topics: Topics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``produce`` records as each id's offset is where reading the input topic finds it."""
+    monkeypatch.setitem(soak.TOPICS, "input", topics.input)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+    await producer.start()
+    state = soak.State()
+    try:
+        await soak.produce(producer, soak.Traffic(unique=True), state, 0, 40)
+    finally:
+        await producer.stop()
+    assert set(state.placed) == set(state.sent_at)
+    assert len(set(state.placed.values())) == 40  # no two ids share an offset
+    missing_offset = (0, max(o for p, o in state.placed.values() if p == 0) + 5)
+    places = {**state.placed, "never-sent": missing_offset}
+    held = await asyncio.wait_for(soak.read_back(broker.bootstrap_servers, places), 60)
+    assert held == {**{mid: mid for mid in state.placed}, "never-sent": None}
+
+
+def test_unscored_ids_are_lost_only_below_the_committed_offset() -> None:
+    """Committed past without a score is lost; at or above the commit it is waiting input."""
+    state = soak.State()
+    state.sent_at = dict.fromkeys(["a", "b", "c", "d", "e", "f"], 0.0)
+    state.placed = {"a": (0, 4), "b": (0, 5), "c": (1, 9), "d": (1, 2), "e": (2, 0)}
+    state.scored = {"d"}
+    state.dead_letters = {"e": "empty_text"}
+    committed = {0: 5, 1: 3}  # partition 2 has no commit yet
+    assert soak.classify_unscored(state, committed) == {
+        "lost": ["a"],
+        "uncommitted": ["b", "c"],
+        "unacknowledged": ["f"],
+    }
