@@ -270,13 +270,39 @@ async def committed_offsets(probe: AIOKafkaConsumer, tps: list[TopicPartition]) 
     return committed
 
 
-async def group_lag(
-    probe: AIOKafkaConsumer, tps: list[TopicPartition], committed: dict[int, int] | None = None
-) -> int:
+async def end_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:
+    """The log-end offset the broker reports per input partition."""
+    return {tp.partition: end for tp, end in (await consumer.end_offsets(tps)).items()}
+
+
+def lag(committed: dict[int, int], ends: dict[int, int]) -> int:
+    return sum(max(0, end - committed.get(p, 0)) for p, end in ends.items())
+
+
+async def group_lag(probe: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
     """Records not yet committed by the group (committed read first, so never negative)."""
-    committed = committed if committed is not None else await committed_offsets(probe, tps)
-    ends = await probe.end_offsets(tps)
-    return sum(max(0, ends[tp] - committed[tp.partition]) for tp in tps)
+    committed = await committed_offsets(probe, tps)
+    return lag(committed, await end_offsets(probe, tps))
+
+
+def partition_report(
+    state: State, committed: dict[int, int], ends: dict[int, int], ends_later: dict[int, int]
+) -> dict[str, dict[str, int]]:
+    """Per input partition: the group's commit, the end the broker reported at the final lag
+    and again after the score reader caught up, and the end its produce acks imply
+    (highest acknowledged offset + 1). An end below the acks' undercounts the lag."""
+    acked: dict[int, int] = {}
+    for partition, offset in state.placed.values():
+        acked[partition] = max(acked.get(partition, 0), offset + 1)
+    return {  # str keys: the report is written as JSON
+        str(p): {
+            "committed": committed.get(p, 0),
+            "end_reported": ends[p],
+            "end_reported_later": ends_later[p],
+            "end_acknowledged": acked.get(p, 0),
+        }
+        for p in sorted(ends)
+    }
 
 
 def classify_unscored(state: State, committed: dict[int, int]) -> dict[str, list[str]]:
@@ -414,7 +440,8 @@ async def soak(args: argparse.Namespace, bootstrap: str, pid: int) -> dict[str, 
         # Committed offsets first: every score below them was acknowledged before
         # this read, so the reader's catch-up to later end offsets will see it.
         committed = await committed_offsets(probe, tps)
-        final_lag = await group_lag(probe, tps, committed)
+        ends = await end_offsets(probe, tps)
+        final_lag = lag(committed, ends)
     finally:
         stop.set()
         await reader
@@ -424,8 +451,14 @@ async def soak(args: argparse.Namespace, bootstrap: str, pid: int) -> dict[str, 
     unscored = classify_unscored(state, committed)
     lost = {mid: state.placed[mid] for mid in unscored["lost"]}
     held = await read_back(bootstrap, lost) if lost else {}
+    later = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await later.start()
+    try:
+        partitions = partition_report(state, committed, ends, await end_offsets(later, tps))
+    finally:
+        await later.stop()
     return summarise(
-        args, capacity, rate, samples, state, complete, final_lag, unscored, lost, held
+        args, capacity, rate, samples, state, complete, final_lag, unscored, lost, held, partitions
     )
 
 
@@ -446,6 +479,7 @@ def summarise(
     unscored: dict[str, list[str]],
     lost_at: dict[str, tuple[int, int]],
     held: dict[str, str | None],
+    partitions: dict[str, dict[str, int]],
 ) -> dict[str, Any]:
     # Judge flatness on the part after the first third (allocators and caches settle first).
     steady = samples[len(samples) // 3 :] or samples
@@ -478,6 +512,7 @@ def summarise(
         "duplicates": state.duplicates,
         "complete": complete,
         "final_lag": final_lag,
+        "partitions": partitions,
         "rss_mib": {
             "first": rss[0] if rss else None,
             "last": rss[-1] if rss else None,
@@ -527,6 +562,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"| RSS first / last / max (MiB) | {r['rss_mib']['first']} / {r['rss_mib']['last']} / {r['rss_mib']['max']} |",
         f"| RSS slope after the first third (MiB/min) | {r['rss_mib']['steady_slope_mib_per_min']} |",
         f"| consumer lag max / after the first third max / final | {r['lag']['max']} / {r['lag']['steady_max']} / {r['final_lag']} |",
+        "| input partitions: committed, end reported at the final lag, end reported later, end by the produce acks | "
+        + "; ".join(
+            f"{p}: {v['committed']}, {v['end_reported']}, {v['end_reported_later']}, {v['end_acknowledged']}"
+            for p, v in r["partitions"].items()
+        )
+        + " |",
         f"| end-to-end latency p50 / p99 / max (ms) | {r['e2e_ms']['p50']} / {r['e2e_ms']['p99']} / {r['e2e_ms']['max']} |",
         f"| verdict | {', '.join(f'{k}: {v}' for k, v in r['verdict'].items())} |",
         "",

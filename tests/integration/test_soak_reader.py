@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import importlib.util
@@ -86,3 +87,47 @@ def test_unscored_ids_are_lost_only_below_the_committed_offset() -> None:
         "uncommitted": ["b", "c"],
         "unacknowledged": ["f"],
     }
+
+
+def test_partition_report_sets_reported_ends_beside_the_acknowledged_ones() -> None:
+    """The end the produce acks imply is the highest acknowledged offset + 1 per partition."""
+    state = soak.State()
+    state.placed = {"a": (0, 4), "b": (0, 9), "c": (1, 0)}
+    report = soak.partition_report(state, {0: 3}, {0: 8, 1: 1}, {0: 10, 1: 1})
+    assert report == {
+        "0": {"committed": 3, "end_reported": 8, "end_reported_later": 10, "end_acknowledged": 10},
+        "1": {"committed": 0, "end_reported": 1, "end_reported_later": 1, "end_acknowledged": 1},
+    }
+    assert soak.lag({0: 3}, {0: 8, 1: 1}) == 6
+
+
+def test_the_result_with_a_lost_id_writes_as_json_and_markdown() -> None:
+    """The whole result, lost ids and partition table included, serialises (a 10-minute run
+    once died at this last step)."""
+    state = soak.State()
+    state.sent_at = {"a": 0.0, "b": 0.0}
+    state.placed = {"a": (0, 0), "b": (0, 1)}
+    state.scored = {"b"}
+    committed, ends = {0: 2}, {0: 2}
+    unscored = soak.classify_unscored(state, committed)
+    lost = {mid: state.placed[mid] for mid in unscored["lost"]}
+    partitions = soak.partition_report(state, committed, ends, ends)
+    samples = [soak.Sample(float(t), 100.0, 0, 2, 1, 1.0, 1.0, 5.0, 9.0) for t in range(4)]
+    result = soak.summarise(
+        argparse.Namespace(minutes=1.0),
+        10.0,
+        5.0,
+        samples,
+        state,
+        True,
+        0,
+        unscored,
+        lost,
+        {"a": None},
+        partitions,
+    )
+    assert orjson.loads(orjson.dumps(result))["lost_ids"] == [
+        {"id": "a", "partition": 0, "offset": 0, "input_topic_holds": None}
+    ]
+    assert "a@0:0 (holds None)" in soak.markdown(result)
+    assert result["verdict"]["nothing_lost"] is False
