@@ -12,12 +12,15 @@ and the label index of its commit (``git show REV:classifiers/data/curated/label
         --b .:classifiers/models/modstream-minilm --exclude-train-of /tmp/prev-index.jsonl.gz
 
 Prints any-category, macro (the external set's 8 categories and all 11) and
-per-category AUPRC of both, with paired bootstrap CIs of the differences.
+per-category AUPRC of both, with paired bootstrap CIs of the differences;
+``--by-source`` adds any-category AUPRC per source (the rows' ``source``), to
+see which corpora a difference comes from.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -94,6 +97,33 @@ def trained_on(index: Path) -> set[str]:
     return {r["id"] for r in read_index(index) if r["split"] == "train"}
 
 
+def read_sources(path: Path) -> list[str]:
+    """Each row's ``source`` ("?" where a row names none), in ``load_jsonl``'s order."""
+    with path.open(encoding="utf-8") as fh:
+        return [str(json.loads(line).get("source", "?")) for line in fh if line.strip()]
+
+
+def by_source(
+    scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray, sources: list[str]
+) -> list[tuple[str, int, int, float, float]]:
+    """(source, texts, positives, any-category AUPRC of a, of b) per source, largest first.
+
+    Only sources whose any-category label is defined for some rows and has both
+    classes: AUPRC is undefined on all-positive corpora.
+    """
+    any_pos = np.nansum(labels, axis=1) > 0
+    known = any_pos | ~np.isnan(labels).any(axis=1)
+    out = []
+    for source in sorted(set(sources)):
+        rows = known & np.array([s == source for s in sources])
+        y = any_pos[rows].astype(np.float64)
+        if 0 < y.sum() < len(y):
+            ap_a = average_precision(y, scores_a[rows].max(axis=1))
+            ap_b = average_precision(y, scores_b[rows].max(axis=1))
+            out.append((source, int(rows.sum()), int(y.sum()), ap_a, ap_b))
+    return sorted(out, key=lambda r: -r[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -102,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exclude-train-of", type=Path, help="label index: drop its train texts")
     parser.add_argument("--resamples", type=int, default=300)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--by-source", action="store_true", help="also any-category AUPRC per source"
+    )
     args = parser.parse_args(argv)
 
     texts, rows = load_jsonl(args.data)
@@ -134,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
             lo, hi = np.percentile(d, [2.5, 97.5])
             line += f"  [{lo:+.4f}, {hi:+.4f}]  {np.mean(d > 0):.2f}"
         print(line)
+    if args.by_source:
+        sources = [s for s, k in zip(read_sources(args.data), keep, strict=True) if k]
+        print(
+            f"\n{'any category by source':34s} {'texts':>6s} {'pos':>5s} {'a':>7s} {'b':>7s}  b-a"
+        )
+        for source, n, pos, ap_a, ap_b in by_source(a, b, labels, sources):
+            print(f"{source:34s} {n:6d} {pos:5d} {ap_a:7.4f} {ap_b:7.4f}  {ap_b - ap_a:+.4f}")
     return 0
 
 

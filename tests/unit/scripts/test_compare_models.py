@@ -64,3 +64,26 @@ def test_same_model_on_both_sides_ties_and_leaked_texts_are_left_out(
     any_line = next(line for line in out.splitlines() if line.startswith("any "))
     a, b, diff = any_line.split()[1:4]
     assert a == b and float(diff) == 0.0
+
+
+def test_by_source_splits_any_category_auprc_by_corpus() -> None:
+    """Each source scored on its own rows; an all-positive source (AUPRC undefined) is left out."""
+    hate = CATEGORIES.index("hate")
+    labels = np.zeros((7, len(CATEGORIES)))
+    labels[:, hate] = [1, 0, 1, 0, 0, 1, 1]
+    a = np.zeros_like(labels)
+    b = np.zeros_like(labels)
+    a[:, hate] = [0.9, 0.1, 0.8, 0.2, 0.3, 0.7, 0.6]  # ranks x perfectly
+    b[:, hate] = [0.1, 0.9, 0.8, 0.2, 0.3, 0.7, 0.6]  # a negative on top in x
+    sources = ["x", "x", "x", "x", "y", "y", "z"]
+    rows = compare_models.by_source(a, b, labels, sources)
+    assert [(s, n, pos) for s, n, pos, _, _ in rows] == [("x", 4, 2), ("y", 2, 1)]
+    assert rows[0][3] == pytest.approx(1.0)
+    assert rows[0][4] < 1.0
+    assert rows[1][3] == rows[1][4] == pytest.approx(1.0)
+
+
+def test_read_sources_follows_the_rows(tmp_path: Path) -> None:
+    data = tmp_path / "val.jsonl"
+    data.write_text('{"text": "a", "labels": {}, "source": "s1"}\n\n{"text": "b", "labels": {}}\n')
+    assert compare_models.read_sources(data) == ["s1", "?"]
