@@ -10,9 +10,13 @@ every ``--interval-s`` seconds:
 * end-to-end latency: from the producer's send to the score being readable
   on the scores topic (p50/p99 over the interval).
 
-At the end it checks that every message was scored, prints a table, and
-writes ``<out>.json`` (every sample) and ``<out>.md`` (a section for
-``docs/reliability.md``). Exit status 1 if a message was lost.
+At the end it sorts every message that was neither scored nor dead-lettered
+by the offset the broker acknowledged for it: at or above the group's final
+commit it is input still waiting, below it it is lost (the worker committed
+past it without a score), and the input topic is read back at each lost
+offset. It prints a table and writes ``<out>.json`` (every sample) and
+``<out>.md`` (a section for ``docs/reliability.md``). Exit status 1 if a
+message was lost.
 
     python scripts/soak.py                     # 10 minutes at half capacity
     python scripts/soak.py --minutes 1         # a quick check
