@@ -111,16 +111,15 @@ def by_source(
     Only sources whose any-category label is defined for some rows and has both
     classes: AUPRC is undefined on all-positive corpora.
     """
-    any_pos = np.nansum(labels, axis=1) > 0
-    known = any_pos | ~np.isnan(labels).any(axis=1)
+    names = np.asarray(sources)
     out = []
     for source in sorted(set(sources)):
-        rows = known & np.array([s == source for s in sources])
-        y = any_pos[rows].astype(np.float64)
+        rows = names == source
+        y, any_a = any_category(scores_a[rows], labels[rows])
+        _, any_b = any_category(scores_b[rows], labels[rows])
         if 0 < y.sum() < len(y):
-            ap_a = average_precision(y, scores_a[rows].max(axis=1))
-            ap_b = average_precision(y, scores_b[rows].max(axis=1))
-            out.append((source, int(rows.sum()), int(y.sum()), ap_a, ap_b))
+            ap_a, ap_b = average_precision(y, any_a), average_precision(y, any_b)
+            out.append((source, len(y), int(y.sum()), ap_a, ap_b))
     return sorted(out, key=lambda r: -r[1])
 
 

@@ -462,7 +462,7 @@ async def soak(args: argparse.Namespace, bootstrap: str, pid: int) -> dict[str, 
     finally:
         await later.stop()
     return summarise(
-        args, capacity, rate, samples, state, complete, final_lag, unscored, lost, held, partitions
+        args, capacity, rate, samples, state, complete, final_lag, unscored, held, partitions
     )
 
 
@@ -481,7 +481,6 @@ def summarise(
     complete: bool,
     final_lag: int,
     unscored: dict[str, list[str]],
-    lost_at: dict[str, tuple[int, int]],
     held: dict[str, str | None],
     partitions: dict[str, dict[str, int]],
 ) -> dict[str, Any]:
@@ -511,7 +510,9 @@ def summarise(
         # where each lost id was sent, and which id the input topic holds there now
         "lost_ids": [
             {"id": mid, "partition": p, "offset": o, "input_topic_holds": held.get(mid)}
-            for mid, (p, o) in sorted(lost_at.items(), key=lambda kv: kv[1])
+            for mid, (p, o) in sorted(
+                ((mid, state.placed[mid]) for mid in unscored["lost"]), key=lambda kv: kv[1]
+            )
         ],
         "duplicates": state.duplicates,
         "complete": complete,

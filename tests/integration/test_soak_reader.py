@@ -110,7 +110,6 @@ def test_the_result_with_a_lost_id_writes_as_json_and_markdown() -> None:
     state.scored = {"b"}
     committed, ends = {0: 2}, {0: 2}
     unscored = soak.classify_unscored(state, committed)
-    lost = {mid: state.placed[mid] for mid in unscored["lost"]}
     partitions = soak.partition_report(state, committed, ends, ends)
     samples = [soak.Sample(float(t), 100.0, 0, 2, 1, 1.0, 1.0, 5.0, 9.0) for t in range(4)]
     result = soak.summarise(
@@ -122,7 +121,6 @@ def test_the_result_with_a_lost_id_writes_as_json_and_markdown() -> None:
         True,
         0,
         unscored,
-        lost,
         {"a": None},
         partitions,
     )
