@@ -563,8 +563,13 @@ def split_seed(cfg: TrainConfig) -> int:
     return cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
 
 
-def load_examples(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
-    """Build, split and cap the examples as the config says; returns (train, val)."""
+def build_data(cfg: TrainConfig) -> Any:
+    """The curated examples and the build's counters (``dataset.BuildResult``).
+
+    The counters (rows read, dropped as too short, as benchmark texts, as
+    duplicates; sha256 of every input file) go into the run's manifest, so a
+    shipped model shows which inputs it was built from and what was dropped.
+    """
     from classifiers import dataset
 
     raw = cfg.data.raw_dir or dataset.DEFAULT_RAW
@@ -574,13 +579,19 @@ def load_examples(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
         raise FileNotFoundError(
             f"benchmark exclusion list {exclude} not found (data.exclude_digests)"
         )
-    examples = dataset.build_examples(
+    return dataset.collect(
         raw,
         written,
         exclude,
         include=set(cfg.data.include) if cfg.data.include is not None else None,
         max_per_source=cfg.data.max_per_source,
     )
+
+
+def split_data(cfg: TrainConfig, examples: list[Any]) -> tuple[list[Any], list[Any]]:
+    """Cap, split and wrap the examples as the config says; returns (train, val)."""
+    from classifiers import dataset
+
     rng = random.Random(split_seed(cfg))  # which texts are kept, and in which split
     if cfg.data.source_caps:
         by_source: dict[str, list[Any]] = {}
@@ -600,6 +611,11 @@ def load_examples(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
 
         train = wrap_some(train, cfg.data.wrap_fraction, cfg.seed)
     return train, val
+
+
+def load_examples(cfg: TrainConfig) -> tuple[list[Any], list[Any]]:
+    """Build, split and cap the examples as the config says; returns (train, val)."""
+    return split_data(cfg, build_data(cfg).examples)
 
 
 def _progress(total: int, desc: str) -> Any:
@@ -931,10 +947,14 @@ def run(
         if teacher_run is not None:
             seed_everything(cfg.seed)  # training the teacher first moved the generators
             mark = time.monotonic()
-        train_ex, val_ex = load_examples(cfg)
+        built = build_data(cfg)
+        train_ex, val_ex = split_data(cfg, built.examples)
         n_train = len(train_ex)
         write_manifest(
-            [*train_ex, *val_ex], manifest_path, splits={"train": n_train, "val": len(val_ex)}
+            [*train_ex, *val_ex],
+            manifest_path,
+            report=built.report,
+            splits={"train": n_train, "val": len(val_ex)},
         )
         _write_split(val_ex, val_path)
         docs = make_docs(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -26,12 +25,12 @@ from classifiers.train import (  # noqa: E402
     label_arrays,
     linear_schedule,
     load_config,
-    load_examples,
     make_docs,
     masked_bce,
     plan_batches,
     pos_weights,
     spaced_subset,
+    split_data,
     teacher_soft_targets,
 )
 from classifiers.windows import load_tokenizer  # noqa: E402
@@ -154,12 +153,10 @@ def test_wrapping_touches_training_texts_only(tmp_path: Path) -> None:
         return [Example(f"text number {i}", {"hate": i % 2}, "s", "MIT") for i in range(n)]
 
     cfg = load_config(_write(tmp_path, "data:\n  wrap_fraction: 0.5\n"))
-    with mock.patch("classifiers.dataset.build_examples", return_value=examples(200)):
-        train, val = load_examples(cfg)
-    with mock.patch("classifiers.dataset.build_examples", return_value=examples(200)):
-        plain_train, plain_val = load_examples(
-            load_config(_write(tmp_path, "data:\n  wrap_fraction: 0.0\n"))
-        )
+    train, val = split_data(cfg, examples(200))
+    plain_train, plain_val = split_data(
+        load_config(_write(tmp_path, "data:\n  wrap_fraction: 0.0\n")), examples(200)
+    )
     assert val == plain_val
     changed = [a for a, b in zip(train, plain_train, strict=True) if a.text != b.text]
     assert len(changed) == round(0.5 * len(train))
@@ -171,8 +168,7 @@ def test_split_seed_keeps_the_split_when_the_training_seed_changes(tmp_path: Pat
     rows = [Example(f"text number {i}", {"hate": i % 2}, "s", "MIT") for i in range(200)]
 
     def split(yaml_text: str) -> list[str]:
-        with mock.patch("classifiers.dataset.build_examples", return_value=rows):
-            _, val = load_examples(load_config(_write(tmp_path, yaml_text)))
+        _, val = split_data(load_config(_write(tmp_path, yaml_text)), rows)
         return sorted(ex.text for ex in val)
 
     data = "data:\n  source_caps: {s: 150}\n  max_val_rows: 10\n"
