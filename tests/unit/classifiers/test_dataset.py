@@ -393,16 +393,16 @@ def test_build_excludes_dedupes_and_cleans(tiny_raw: tuple[Path, Path, Path]) ->
                 assert ex.labels[parent] == 1
 
 
-def test_build_examples_include_and_cap(tiny_raw: tuple[Path, Path, Path]) -> None:
+def test_collect_include_and_cap(tiny_raw: tuple[Path, Path, Path]) -> None:
     raw, written, exclude = tiny_raw
-    only = ds.build_examples(raw, written, exclude, include={"davidson_hate_offensive"})
+    only = ds.collect(raw, written, exclude, include={"davidson_hate_offensive"}).examples
     assert {ex.source for ex in only} == {"davidson_hate_offensive"}
-    capped = ds.build_examples(raw, written, exclude, include={"hatecheck"}, max_per_source=1)
+    capped = ds.collect(raw, written, exclude, include={"hatecheck"}, max_per_source=1).examples
     assert len(capped) <= 1
     with pytest.raises(ValueError, match="unknown source"):
-        ds.build_examples(raw, written, exclude, include={"nope"})
+        ds.collect(raw, written, exclude, include={"nope"})
     with pytest.raises(FileNotFoundError):
-        ds.build_examples(raw, written, exclude, include={"edos"})
+        ds.collect(raw, written, exclude, include={"edos"})
 
 
 def test_registry_is_complete_and_gpl_does_not_ship() -> None:
@@ -511,9 +511,12 @@ def test_rebuilding_from_shared_data_reproduces_the_committed_label_index(tmp_pa
     # The curated set is data we commit to: a mapping or written-data change
     # that moves a label or a split must come with a regenerated index
     # (python -m classifiers.dataset --index classifiers/data/curated/labels.jsonl.gz).
-    examples = ds.build_examples(
-        SHARED_RAW, ds.DEFAULT_WRITTEN, SHARED_RAW.parent / "benchmark-exclude.sha256"
-    )
+    examples = ds.collect(
+        SHARED_RAW,
+        ds.DEFAULT_WRITTEN,
+        SHARED_RAW.parent / "benchmark-exclude.sha256",
+        hash_files=False,
+    ).examples
     train, val = ds.split_examples(examples, 0.1, 13)
     ds.write_index(train, val, tmp_path / "labels.jsonl.gz")
     assert (tmp_path / "labels.jsonl.gz").read_bytes() == INDEX.read_bytes()
