@@ -19,6 +19,7 @@ from classifiers.train import (  # noqa: E402
     BASE_LAYERS,
     ConfigError,
     Doc,
+    cpu_has_bf16_units,
     distill_loss,
     doc_logits,
     ensure_teacher,
@@ -66,6 +67,7 @@ def test_shipped_configs_are_valid(name: str) -> None:
         ("train:\n  lrr: 0.1\n", "train.lrr"),
         ("data:\n  val_fraction: 0.9\n", "data.val_fraction"),
         ("model:\n  window_labels: mean\n", "model.window_labels"),
+        ("train:\n  precision: fp16\n", "train.precision"),
         ("seed: 1\nepochs: 3\n", "epochs"),
     ],
 )
@@ -302,6 +304,15 @@ def test_plan_batches_respects_window_budget_and_covers_docs() -> None:
     drawn = [docs[i].source for b in balanced for i in b]
     assert len(drawn) == 200
     assert 0.35 < drawn.count("b") / len(drawn) < 0.65  # uniform over the two sources
+
+
+def test_cpu_has_bf16_units_reads_the_flags(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert cpu_has_bf16_units(cpuinfo) is False
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n")
+    assert cpu_has_bf16_units(cpuinfo) is True
+    assert cpu_has_bf16_units(tmp_path / "missing") is None
 
 
 def test_linear_schedule() -> None:
