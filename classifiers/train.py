@@ -565,7 +565,9 @@ def cpu_has_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
     """Whether the CPU has bf16 matrix units (AMX or AVX512-BF16); None where it cannot tell.
 
     Without them, bf16 autocast still runs but emulates the matmuls and is
-    slower than fp32, so ``train.precision: bf16`` is only worth it here.
+    slower than fp32, so ``train.precision: bf16`` is only worth it here. One
+    student step (batch 16 x 64 tokens, 2 threads, fused AdamW): fp32 313 ms,
+    bf16 874 ms with oneDNN held to AVX512_CORE_VNNI, 213 ms with AMX.
     """
     try:
         flags = set(cpuinfo.read_text().split())
