@@ -8,7 +8,8 @@ Phases (wall time of each goes into the model card):
    train/validation split and any row caps from the config;
 2. train: full fine-tune of the encoder and a linear head on CPU (seeded),
    masked BCE (unknown labels do not count), AdamW with linear warm-up and
-   decay, gradient clipping, length-bucketed batches;
+   decay (ended early when the pace will not fit ``train.time_budget_min``),
+   gradient clipping, length-bucketed batches;
 3. export: :func:`classifiers.export.export_model` (fp32, int8, fp16 ONNX);
 4. evaluate: the validation split scored with the ONNX fp32 and int8 graphs
    exactly as serving scores (normalise, windows, max per text); thresholds
@@ -30,6 +31,7 @@ label instead (simpler, noisier for long texts).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -170,12 +172,16 @@ class OptimConfig(_Section):
         default=50, ge=1, description="length-sort within pools of this many batches"
     )
     time_budget_min: float | None = Field(
-        default=None, gt=0.0, description="stop training early after this many minutes (safety net)"
+        default=None,
+        gt=0.0,
+        description="minutes training may take: at a slower pace the LR decay is shortened "
+        "to end inside them; a hard stop past them",
     )
-    precision: Literal["fp32", "bf16"] = Field(
+    precision: Literal["auto", "fp32", "bf16"] = Field(
         default="fp32",
         description="bf16: the forward pass runs under CPU autocast (bfloat16 matmuls; fp32 "
-        "weights, optimiser state and loss); fast only where the CPU has AMX or AVX512-BF16",
+        "weights, optimiser state and loss); fast only where the CPU has AMX or AVX512-BF16. "
+        "auto: bf16 where it has them, else fp32 (the card records which ran)",
     )
     fused_optimizer: bool = Field(
         default=False,
@@ -576,6 +582,38 @@ def cpu_has_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
     return bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
+def resolve_precision(
+    requested: Literal["auto", "fp32", "bf16"], has_bf16_units: bool | None
+) -> Literal["fp32", "bf16"]:
+    """The precision a run trains in: ``auto`` takes bf16 only on a CPU known to have bf16 units.
+
+    Without them bf16 is emulated and slower than fp32 (see
+    :func:`cpu_has_bf16_units`), and an explicit ``bf16`` is kept (with a
+    warning) so that a run can reproduce a model trained elsewhere.
+    """
+    if requested == "auto":
+        return "bf16" if has_bf16_units else "fp32"
+    return requested
+
+
+#: With ``train.time_budget_min``, the pace is first judged after this many
+#: steps (and not before the warm-up ends), then again every BUDGET_CHECK_EVERY.
+BUDGET_CHECK_FROM = 200
+BUDGET_CHECK_EVERY = 200
+
+
+def steps_within_budget(done: int, elapsed_s: float, budget_s: float, scheduled: int) -> int:
+    """How many steps fit in ``budget_s`` at the pace so far; never more than ``scheduled``.
+
+    Training checks this as it goes and, when the plan will not fit, ends the
+    LR decay at the step that does: a slower machine then finishes with the
+    LR annealed to 0 inside the budget instead of being cut off mid-decay.
+    """
+    if done <= 0 or elapsed_s <= 0.0:
+        return scheduled
+    return max(done, min(scheduled, int(budget_s * done / elapsed_s)))
+
+
 def linear_schedule(step: int, total: int, warmup: int) -> float:
     """LR multiplier: linear warm-up to 1 over ``warmup`` steps, then linear decay to 0."""
     if step < warmup:
@@ -607,12 +645,28 @@ def build_data(cfg: TrainConfig) -> BuildResult:
         raise FileNotFoundError(
             f"benchmark exclusion list {exclude} not found (data.exclude_digests)"
         )
+    include = frozenset(cfg.data.include) if cfg.data.include is not None else None
+    return _collect_once(raw, written, exclude, include, cfg.data.max_per_source)
+
+
+@functools.lru_cache(maxsize=2)
+def _collect_once(
+    raw: Path, written: Path, exclude: Path, include: frozenset[str] | None, cap: int | None
+) -> BuildResult:
+    """:func:`classifiers.dataset.collect`, once per process for the same inputs.
+
+    A student run trains its teacher first in the same process, and both read
+    the same sources (about a minute on 2 cores); callers copy what they
+    change (the split, the wrapped texts), so the result can be shared.
+    """
+    from classifiers import dataset
+
     return dataset.collect(
         raw,
         written,
         exclude,
-        include=set(cfg.data.include) if cfg.data.include is not None else None,
-        max_per_source=cfg.data.max_per_source,
+        include=set(include) if include is not None else None,
+        max_per_source=cap,
     )
 
 
@@ -684,6 +738,10 @@ def fit(cfg: TrainConfig, docs: list[Doc], out_dir: Path) -> tuple[Any, dict[str
         )
     total = len(plans)
     warmup = max(1, round(opt_cfg.warmup_fraction * total))
+    # the LR decay ends here: ``total`` unless the time budget moves it earlier
+    scheduled = total
+    budget_s = None if opt_cfg.time_budget_min is None else opt_cfg.time_budget_min * 60
+    replan_from = max(warmup, BUDGET_CHECK_FROM)
 
     if cfg.model.init == "teacher" and cfg.distill.teacher_run is not None:
         model, _ = load_checkpoint(cfg.distill.teacher_run / "checkpoint", attn="sdpa")
@@ -709,10 +767,11 @@ def fit(cfg: TrainConfig, docs: list[Doc], out_dir: Path) -> tuple[Any, dict[str
     ]
     optimizer = torch.optim.AdamW(groups, fused=opt_cfg.fused_optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: linear_schedule(step, total, warmup)
+        optimizer, lambda step: linear_schedule(step, scheduled, warmup)
     )
     pos_weight = torch.from_numpy(pos_weights(docs, opt_cfg.pos_weight_cap))
-    bf16 = opt_cfg.precision == "bf16"
+    precision = resolve_precision(opt_cfg.precision, cpu_has_bf16_units())
+    bf16 = precision == "bf16"
 
     log_path = out_dir / "train_log.jsonl"
     bar = _progress(total, "train")
@@ -749,12 +808,12 @@ def fit(cfg: TrainConfig, docs: list[Doc], out_dir: Path) -> tuple[Any, dict[str
             elapsed = time.monotonic() - start
             bar.set_postfix(loss=f"{ema:.4f}", rows_s=f"{seen_docs / elapsed:.1f}", refresh=False)
             bar.update(1)
-            if step % 50 == 0 or step == total - 1:
+            if step % 50 == 0 or step == scheduled - 1:
                 log.write(
                     json.dumps(
                         {
                             "step": step,
-                            "of": total,
+                            "of": scheduled,
                             "loss": round(value, 5),
                             "loss_ema": round(ema, 5),
                             "grad_norm": round(float(grad_norm), 4),
@@ -768,20 +827,38 @@ def fit(cfg: TrainConfig, docs: list[Doc], out_dir: Path) -> tuple[Any, dict[str
                     + "\n"
                 )
                 log.flush()
-            budget = opt_cfg.time_budget_min
-            if budget is not None and elapsed > budget * 60:
-                stopped_early = True
-                print(
-                    f"\ntrain: time budget of {budget} min reached at step {step + 1}/{total}",
-                    file=sys.stderr,
-                )
+            if budget_s is not None:
+                done = step + 1
+                if done >= replan_from and (done - replan_from) % BUDGET_CHECK_EVERY == 0:
+                    # 0.97: room for the pace to slip a little after this check
+                    fits = steps_within_budget(done, elapsed, 0.97 * budget_s, scheduled)
+                    if fits < scheduled:
+                        scheduled = fits
+                        bar.total = scheduled
+                        print(
+                            f"\ntrain: {total} steps will not fit train.time_budget_min "
+                            f"({opt_cfg.time_budget_min} min) at this pace; the LR now "
+                            f"decays to 0 at step {scheduled}",
+                            file=sys.stderr,
+                        )
+                if elapsed > budget_s:  # the safety net, should the pace collapse
+                    stopped_early = True
+                    print(
+                        f"\ntrain: time budget of {opt_cfg.time_budget_min} min reached at "
+                        f"step {done}/{scheduled}",
+                        file=sys.stderr,
+                    )
+                    break
+            if step + 1 >= scheduled:
                 break
     bar.close()
     elapsed = time.monotonic() - start
     stats = {
         "steps": step + 1,
         "planned_steps": total,
+        "scheduled_steps": scheduled,
         "stopped_early": stopped_early,
+        "precision": precision,
         "rows_seen": seen_docs,
         "windows_seen": seen_windows,
         "rows_per_s": round(seen_docs / elapsed, 2),
@@ -937,10 +1014,18 @@ def run(
     hf_logging.set_verbosity_error()
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    if cfg.train.precision == "bf16" and cpu_has_bf16_units() is False:
+    has_bf16_units = cpu_has_bf16_units()
+    if cfg.train.precision == "bf16" and has_bf16_units is False:
         print(
             "train.precision bf16: this CPU has no bf16 units (no amx_bf16 or avx512_bf16 "
-            "flag), so training runs slower than in fp32; set train.precision: fp32 here",
+            "flag), so training runs slower than in fp32; set train.precision: auto or fp32 here",
+            file=sys.stderr,
+        )
+    elif cfg.train.precision == "auto":
+        units = {True: "has", False: "has no", None: "may have no"}[has_bf16_units]
+        print(
+            f"train.precision auto: "
+            f"{resolve_precision('auto', has_bf16_units)} (this CPU {units} bf16 units)",
             file=sys.stderr,
         )
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from classifiers import train as train_module  # noqa: E402
 from classifiers.dataset import Example  # noqa: E402
 from classifiers.modeling import base_model_dir, build_from_config, keep_first_layers  # noqa: E402
 from classifiers.normalize import NORMALIZER_ID  # noqa: E402
@@ -23,6 +24,7 @@ from classifiers.train import (  # noqa: E402
     distill_loss,
     doc_logits,
     ensure_teacher,
+    fit,
     label_arrays,
     linear_schedule,
     load_config,
@@ -30,8 +32,10 @@ from classifiers.train import (  # noqa: E402
     masked_bce,
     plan_batches,
     pos_weights,
+    resolve_precision,
     spaced_subset,
     split_data,
+    steps_within_budget,
     teacher_soft_targets,
 )
 from classifiers.windows import load_tokenizer  # noqa: E402
@@ -164,6 +168,29 @@ def test_wrapping_touches_training_texts_only(tmp_path: Path) -> None:
     assert len(changed) == round(0.5 * len(train))
     for a, b in zip(train, plain_train, strict=True):
         assert b.text in a.text and a.labels == b.labels
+
+
+def test_a_teacher_and_its_student_read_the_sources_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from classifiers import dataset
+
+    calls: list[object] = []
+    monkeypatch.setattr(dataset, "collect", lambda *a, **k: calls.append((a, k)) or object())
+    train_module._collect_once.cache_clear()
+    exclude = tmp_path / "exclude.sha256"
+    exclude.write_text("")
+    data = f"data:\n  exclude_digests: {exclude}\n  raw_dir: {tmp_path}\n"
+    teacher = load_config(_write(tmp_path, data + "seed: 1\ntrain:\n  epochs: 0.75\n"))
+    student = load_config(_write(tmp_path, data + "seed: 2\nmodel:\n  num_layers: 4\n"))
+    other = load_config(_write(tmp_path, data + "  include: [written]\n"))
+    try:
+        assert train_module.build_data(teacher) is train_module.build_data(student)
+        assert len(calls) == 1
+        train_module.build_data(other)  # other inputs: read again
+        assert len(calls) == 2
+    finally:
+        train_module._collect_once.cache_clear()
 
 
 def test_split_seed_keeps_the_split_when_the_training_seed_changes(tmp_path: Path) -> None:
@@ -313,6 +340,58 @@ def test_cpu_has_bf16_units_reads_the_flags(tmp_path: Path) -> None:
     cpuinfo.write_text("flags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n")
     assert cpu_has_bf16_units(cpuinfo) is True
     assert cpu_has_bf16_units(tmp_path / "missing") is None
+
+
+def test_auto_precision_takes_bf16_only_where_the_cpu_has_bf16_units() -> None:
+    assert resolve_precision("auto", True) == "bf16"
+    assert resolve_precision("auto", False) == "fp32"
+    assert resolve_precision("auto", None) == "fp32"  # cannot tell: the safe choice
+    # an explicit choice is kept, so a run can reproduce a model trained elsewhere
+    assert resolve_precision("bf16", False) == "bf16"
+    assert resolve_precision("fp32", True) == "fp32"
+
+
+def test_steps_within_budget() -> None:
+    # 100 steps in 50 s: 2 steps a second, so a 300 s budget holds 600 steps
+    assert steps_within_budget(100, 50.0, 300.0, 1000) == 600
+    assert steps_within_budget(100, 50.0, 300.0, 400) == 400  # never more than planned
+    assert steps_within_budget(100, 50.0, 10.0, 1000) == 100  # never fewer than done
+    assert steps_within_budget(0, 0.0, 300.0, 1000) == 1000  # no pace yet
+
+
+def test_a_run_slower_than_its_budget_anneals_inside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fake clock: every reading is one second after the last, so a step
+    # takes 1-2 s and 60 planned steps cannot fit a 30 s budget. Training
+    # must then end its LR decay early (LR 0 at the last step) rather than
+    # stop mid-decay.
+    from classifiers import modeling
+
+    monkeypatch.setattr(
+        modeling,
+        "load_pretrained",
+        lambda n, dropout: build_from_config(_tiny_encoder_config(1), n, dropout),
+    )
+    clock = iter(range(10**6))
+    monkeypatch.setattr(train_module.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(train_module, "BUDGET_CHECK_FROM", 4)
+    monkeypatch.setattr(train_module, "BUDGET_CHECK_EVERY", 4)
+    cfg = load_config(
+        _write(
+            tmp_path,
+            "train:\n  epochs: 1\n  batch_size: 2\n  warmup_fraction: 0.05\n"
+            "  time_budget_min: 0.5\n  source_balance: 0.0\n",
+        )
+    )
+    docs = [Doc([[5 + i % 50, 6, 7]], *label_arrays({"hate": i % 2}), "test") for i in range(120)]
+    _, stats = fit(cfg, docs, tmp_path)
+    assert stats["planned_steps"] == 60
+    assert stats["steps"] == stats["scheduled_steps"] < 30
+    assert not stats["stopped_early"]
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == stats["steps"] - 1
+    assert log[-1]["lr"] == 0.0
 
 
 def test_linear_schedule() -> None:

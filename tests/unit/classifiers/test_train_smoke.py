@@ -4,7 +4,8 @@ Runs the real command on the real data in ``shared/data`` the way the
 default config does: a student config whose teacher run is missing, so the
 one command trains the teacher (smoke.yaml) first, then the 4-layer student
 from it (about 2 minutes on one thread). The teacher trains in fp32 with the
-default AdamW, the student in bf16 with the fused one, so both paths run.
+default AdamW, the student with the fused one and ``precision: auto`` as
+default.yaml does (bf16 on a CPU with bf16 units, else fp32).
 Then loads both the way a worker would.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 from classifiers.card import load_card
 from classifiers.runtime import OnnxClassifier
 from classifiers.taxonomy import CATEGORIES
+from classifiers.train import cpu_has_bf16_units, resolve_precision
 
 
 def test_smoke_training_writes_a_model_the_runtime_serves(repo_root: Path, tmp_path: Path) -> None:
@@ -32,7 +34,7 @@ def test_smoke_training_writes_a_model_the_runtime_serves(repo_root: Path, tmp_p
             "  max_windows_per_doc: 2\n",
             "  max_windows_per_doc: 2\n  num_layers: 4\n  init: teacher\n",
         )
-        .replace("  epochs: 1\n", "  epochs: 1\n  precision: bf16\n  fused_optimizer: true\n")
+        .replace("  epochs: 1\n", "  epochs: 1\n  precision: auto\n  fused_optimizer: true\n")
         + f"distill:\n  teacher_run: {teacher}\n  teacher_config: {smoke}\n  weight: 0.5\n"
     )
     out = tmp_path / "student"
@@ -58,7 +60,10 @@ def test_smoke_training_writes_a_model_the_runtime_serves(repo_root: Path, tmp_p
     card = load_card(out)
     assert card.training["teacher"]["model"] == teacher_card.model_id  # type: ignore[attr-defined]
     assert card.training["config"]["model"]["num_layers"] == 4  # type: ignore[attr-defined]
-    assert card.training["config"]["train"]["precision"] == "bf16"  # type: ignore[attr-defined]
+    assert card.training["config"]["train"]["precision"] == "auto"  # type: ignore[attr-defined]
+    ran = resolve_precision("auto", cpu_has_bf16_units())
+    assert card.training["precision"] == ran  # type: ignore[attr-defined]
+    assert teacher_card.training["precision"] == "fp32"  # type: ignore[attr-defined]
     assert set(card.training["phase_s"]) >= {"data", "teacher", "train", "export"}  # type: ignore[attr-defined]
     assert card.categories == CATEGORIES
     assert card.training["export"]["int8_recipe"] == "static"  # type: ignore[attr-defined]
