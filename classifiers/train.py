@@ -714,8 +714,13 @@ def _progress(total: int, desc: str) -> Any:
     )
 
 
-def fit(cfg: TrainConfig, docs: list[Doc], out_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """Fine-tune from the base weights; returns the model (eval mode) and training stats."""
+def fit(
+    cfg: TrainConfig, docs: list[Doc], out_dir: Path, precision: Literal["fp32", "bf16"]
+) -> tuple[Any, dict[str, Any]]:
+    """Fine-tune from the base weights; returns the model (eval mode) and training stats.
+
+    ``precision`` is ``train.precision`` as :func:`run` resolved it for this CPU.
+    """
     import torch
 
     from classifiers.modeling import keep_first_layers, load_checkpoint, load_pretrained
@@ -770,7 +775,6 @@ def fit(cfg: TrainConfig, docs: list[Doc], out_dir: Path) -> tuple[Any, dict[str
         optimizer, lambda step: linear_schedule(step, scheduled, warmup)
     )
     pos_weight = torch.from_numpy(pos_weights(docs, opt_cfg.pos_weight_cap))
-    precision = resolve_precision(opt_cfg.precision, cpu_has_bf16_units())
     bf16 = precision == "bf16"
 
     log_path = out_dir / "train_log.jsonl"
@@ -827,8 +831,8 @@ def fit(cfg: TrainConfig, docs: list[Doc], out_dir: Path) -> tuple[Any, dict[str
                     + "\n"
                 )
                 log.flush()
+            done = step + 1
             if budget_s is not None:
-                done = step + 1
                 if done >= replan_from and (done - replan_from) % BUDGET_CHECK_EVERY == 0:
                     # 0.97: room for the pace to slip a little after this check
                     fits = steps_within_budget(done, elapsed, 0.97 * budget_s, scheduled)
@@ -849,7 +853,7 @@ def fit(cfg: TrainConfig, docs: list[Doc], out_dir: Path) -> tuple[Any, dict[str
                         file=sys.stderr,
                     )
                     break
-            if step + 1 >= scheduled:
+            if done >= scheduled:
                 break
     bar.close()
     elapsed = time.monotonic() - start
@@ -1021,13 +1025,10 @@ def run(
             "flag), so training runs slower than in fp32; set train.precision: auto or fp32 here",
             file=sys.stderr,
         )
-    elif cfg.train.precision == "auto":
+    precision = resolve_precision(cfg.train.precision, has_bf16_units)
+    if cfg.train.precision == "auto":
         units = {True: "has", False: "has no", None: "may have no"}[has_bf16_units]
-        print(
-            f"train.precision auto: "
-            f"{resolve_precision('auto', has_bf16_units)} (this CPU {units} bf16 units)",
-            file=sys.stderr,
-        )
+        print(f"train.precision auto: {precision} (this CPU {units} bf16 units)", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     phases: dict[str, float] = {}
     mark = time.monotonic()
@@ -1097,7 +1098,7 @@ def run(
             teacher_soft_targets(docs, teacher_run, cfg.threads)
             phase("teacher")
 
-        model, train_stats = fit(cfg, docs, out_dir)
+        model, train_stats = fit(cfg, docs, out_dir, precision)
         if teacher_run is not None:
             train_stats["teacher"] = teacher_summary(teacher_run)
         meta = CheckpointMeta(

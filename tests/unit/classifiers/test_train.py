@@ -385,7 +385,7 @@ def test_a_run_slower_than_its_budget_anneals_inside_it(
         )
     )
     docs = [Doc([[5 + i % 50, 6, 7]], *label_arrays({"hate": i % 2}), "test") for i in range(120)]
-    _, stats = fit(cfg, docs, tmp_path)
+    _, stats = fit(cfg, docs, tmp_path, "fp32")
     assert stats["planned_steps"] == 60
     assert stats["steps"] == stats["scheduled_steps"] < 30
     assert not stats["stopped_early"]
