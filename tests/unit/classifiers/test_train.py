@@ -20,7 +20,7 @@ from classifiers.train import (  # noqa: E402
     BASE_LAYERS,
     ConfigError,
     Doc,
-    cpu_has_bf16_units,
+    cpu_has_amx_bf16,
     distill_loss,
     doc_logits,
     ensure_teacher,
@@ -333,16 +333,19 @@ def test_plan_batches_respects_window_budget_and_covers_docs() -> None:
     assert 0.35 < drawn.count("b") / len(drawn) < 0.65  # uniform over the two sources
 
 
-def test_cpu_has_bf16_units_reads_the_flags(tmp_path: Path) -> None:
+def test_cpu_has_amx_bf16_reads_the_flags(tmp_path: Path) -> None:
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512_vnni\n")
-    assert cpu_has_bf16_units(cpuinfo) is False
-    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n")
-    assert cpu_has_bf16_units(cpuinfo) is True
-    assert cpu_has_bf16_units(tmp_path / "missing") is None
+    assert cpu_has_amx_bf16(cpuinfo) is False
+    # AVX512-BF16 without AMX: bf16 autocast measured slower than fp32 there
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16 avx512_fp16\n")
+    assert cpu_has_amx_bf16(cpuinfo) is False
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert cpu_has_amx_bf16(cpuinfo) is True
+    assert cpu_has_amx_bf16(tmp_path / "missing") is None
 
 
-def test_auto_precision_takes_bf16_only_where_the_cpu_has_bf16_units() -> None:
+def test_auto_precision_takes_bf16_only_where_the_cpu_has_amx() -> None:
     assert resolve_precision("auto", True) == "bf16"
     assert resolve_precision("auto", False) == "fp32"
     assert resolve_precision("auto", None) == "fp32"  # cannot tell: the safe choice

@@ -5,7 +5,7 @@ default config does: a student config whose teacher run is missing, so the
 one command trains the teacher (smoke.yaml) first, then the 4-layer student
 from it (about 2 minutes on one thread). The teacher trains in fp32 with the
 default AdamW, the student with the fused one and ``precision: auto`` as
-default.yaml does (bf16 on a CPU with bf16 units, else fp32).
+default.yaml does (bf16 on a CPU with AMX, else fp32).
 Then loads both the way a worker would.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 from classifiers.card import load_card
 from classifiers.runtime import OnnxClassifier
 from classifiers.taxonomy import CATEGORIES
-from classifiers.train import cpu_has_bf16_units, resolve_precision
+from classifiers.train import cpu_has_amx_bf16, resolve_precision
 
 
 def test_smoke_training_writes_a_model_the_runtime_serves(repo_root: Path, tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_smoke_training_writes_a_model_the_runtime_serves(repo_root: Path, tmp_p
     assert card.training["teacher"]["model"] == teacher_card.model_id  # type: ignore[attr-defined]
     assert card.training["config"]["model"]["num_layers"] == 4  # type: ignore[attr-defined]
     assert card.training["config"]["train"]["precision"] == "auto"  # type: ignore[attr-defined]
-    ran = resolve_precision("auto", cpu_has_bf16_units())
+    ran = resolve_precision("auto", cpu_has_amx_bf16())
     assert card.training["precision"] == ran  # type: ignore[attr-defined]
     assert teacher_card.training["precision"] == "fp32"  # type: ignore[attr-defined]
     assert set(card.training["phase_s"]) >= {"data", "teacher", "train", "export"}  # type: ignore[attr-defined]
