@@ -24,8 +24,8 @@ test: $(VENV)/.dev
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check stream classifiers tests
-	$(VENV)/bin/mypy stream classifiers
+	$(VENV)/bin/ruff check stream classifiers tests scripts
+	$(VENV)/bin/mypy stream classifiers scripts
 
 bench: $(VENV)/.runtime
 	$(VENV)/bin/modstream bench

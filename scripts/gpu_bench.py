@@ -7,11 +7,12 @@ import time
 
 import onnxruntime as ort
 
-from classifiers.api import load_classifier
+from classifiers.api import TextClassifier
+from classifiers.runtime import DEFAULT_MODEL_DIR, OnnxClassifier
 from stream.bench import demo_texts
 
 
-def rate(clf, texts: list[str], batch: int, seconds: float = 8.0) -> float:
+def rate(clf: TextClassifier, texts: list[str], batch: int, seconds: float = 8.0) -> float:
     clf.score(texts[:batch])
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -23,20 +24,24 @@ def rate(clf, texts: list[str], batch: int, seconds: float = 8.0) -> float:
 
 def main() -> None:
     texts = demo_texts() * 4
-    out: dict[str, object] = {"available_providers": ort.get_available_providers(), "runs": []}
+    runs: list[dict[str, object]] = []
     for providers in (
         ["CUDAExecutionProvider", "CPUExecutionProvider"],
         ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
     ):
         try:
-            clf = load_classifier(
-                None, providers=providers, variant="fp16", cache_size=0, chunk_windows=1024
+            clf = OnnxClassifier(
+                DEFAULT_MODEL_DIR,
+                providers=providers,
+                variant="fp16",
+                cache_size=0,
+                chunk_windows=1024,
             )
         except Exception as exc:  # report, keep going
-            out["runs"].append({"providers": providers, "error": repr(exc)})  # type: ignore[union-attr]
+            runs.append({"providers": providers, "error": repr(exc)})
             continue
         for batch in (64, 256, 1024):
-            out["runs"].append(  # type: ignore[union-attr]
+            runs.append(
                 {
                     "provider": clf.provider,
                     "variant": clf.variant,
@@ -44,6 +49,7 @@ def main() -> None:
                     "msgs_per_s": rate(clf, texts, batch),
                 }
             )
+    out = {"available_providers": ort.get_available_providers(), "runs": runs}
     print(json.dumps(out, indent=2))
 
 
