@@ -168,6 +168,13 @@ class OptimConfig(_Section):
         le=1.0,
         description="sample texts with weight n_source**-alpha: 0 natural, 1 uniform per source",
     )
+    any_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="weight of a BCE on each text's highest category logit against 'any "
+        "category' (known where a label is 1 or all are 0): the score an 'any category' "
+        "ranking takes; 0 leaves it out",
+    )
     bucket_batches: int = Field(
         default=50, ge=1, description="length-sort within pools of this many batches"
     )
@@ -479,6 +486,22 @@ def masked_bce(logits: Any, targets: Any, mask: Any, pos_weight: Any | None = No
         logits, targets, reduction="none", pos_weight=pos_weight
     )
     return (per_label * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def any_category_bce(logits: Any, targets: Any, mask: Any) -> Any:
+    """BCE of each text's highest category logit against whether any category applies.
+
+    "Any category" is ranked by the maximum score over categories, so a benign
+    text is judged by its worst category: this term puts the gradient on that
+    one. The target is known where a known label is 1, or where every label is
+    known and 0; texts with unknown labels and no positive add nothing.
+    """
+    import torch.nn.functional as F
+
+    any_pos = (targets * mask).amax(dim=1)
+    known = ((any_pos > 0) | (mask.amin(dim=1) > 0)).float()
+    per_text = F.binary_cross_entropy_with_logits(logits.amax(dim=1), any_pos, reduction="none")
+    return (per_text * known).sum() / known.sum().clamp(min=1.0)
 
 
 def distill_loss(logits: Any, batch: dict[str, Any], hard: Any, weight: float) -> Any:
@@ -800,6 +823,10 @@ def fit(
                 masked_bce(logits, batch["labels"], batch["mask"], pos_weight),
                 cfg.distill.weight,
             )
+            if opt_cfg.any_weight > 0.0:
+                loss = loss + opt_cfg.any_weight * any_category_bce(
+                    logits, batch["labels"], batch["mask"]
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opt_cfg.grad_clip)

@@ -20,6 +20,7 @@ from classifiers.train import (  # noqa: E402
     BASE_LAYERS,
     ConfigError,
     Doc,
+    any_category_bce,
     cpu_has_amx_bf16,
     distill_loss,
     doc_logits,
@@ -72,6 +73,7 @@ def test_shipped_configs_are_valid(name: str) -> None:
         ("data:\n  val_fraction: 0.9\n", "data.val_fraction"),
         ("model:\n  window_labels: mean\n", "model.window_labels"),
         ("train:\n  precision: fp16\n", "train.precision"),
+        ("train:\n  any_weight: -0.5\n", "train.any_weight"),
         ("seed: 1\nepochs: 3\n", "epochs"),
     ],
 )
@@ -397,6 +399,45 @@ def test_a_run_slower_than_its_budget_anneals_inside_it(
     assert log[-1]["lr"] == 0.0
 
 
+def test_fit_with_any_weight_lowers_benign_texts_worst_category(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Same tiny model, data and seed; only train.any_weight differs. The term
+    # pushes down each benign text's highest category, so after training the
+    # benign texts' maximum score must be lower with it than without.
+    from classifiers import modeling
+
+    monkeypatch.setattr(
+        modeling,
+        "load_pretrained",
+        lambda n, dropout: build_from_config(_tiny_encoder_config(1), n, dropout),
+    )
+    all_zero = {c: 0 for c in CATEGORIES}
+    docs = [
+        Doc([[5 + i % 40, 6, 7]], *label_arrays({**all_zero, "hate": int(i % 4 == 0)}), "t")
+        for i in range(96)
+    ]
+    benign = [d for d in docs if d.labels.max() == 0]
+    top = {}
+    for weight in (0.0, 2.0):
+        train_module.seed_everything(3)
+        cfg = load_config(
+            _write(
+                tmp_path,
+                "train:\n  epochs: 1\n  batch_size: 8\n  source_balance: 0.0\n"
+                f"  head_lr: 0.01\n  lr: 0.001\n  any_weight: {weight}\n",
+            )
+        )
+        model, _ = fit(cfg, docs, tmp_path, "fp32")
+        batch = train_module.collate(benign)
+        with torch.no_grad():
+            scores = torch.sigmoid(
+                model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            )
+        top[weight] = float(scores.amax(dim=1).mean())
+    assert top[2.0] < top[0.0]
+
+
 def test_linear_schedule() -> None:
     lrs = [linear_schedule(s, 10, 2) for s in range(10)]
     assert lrs[0] == 0.5 and lrs[1] == 1.0
@@ -433,6 +474,36 @@ def test_keep_first_layers_drops_the_top_ones_and_updates_the_config() -> None:
     rebuilt.load_state_dict(model.state_dict())
     with pytest.raises(ValueError, match="n_layers"):
         keep_first_layers(model, 3)
+
+
+def test_any_category_bce_judges_each_text_by_its_highest_category() -> None:
+    n = len(CATEGORIES)
+    logits = torch.full((4, n), -3.0)
+    logits[0, 2] = 1.0  # benign, all labels known: its worst category is 1.0
+    logits[1, 5] = 2.0  # a positive on another category: any = 1 all the same
+    logits[2, 0] = 4.0  # unknown labels and no positive: left out
+    targets = torch.zeros(4, n)
+    targets[1, 0] = 1.0
+    targets[3, 1] = 1.0  # a positive whose other labels are unknown: any = 1
+    mask = torch.ones(4, n)
+    mask[2, 3] = 0.0
+    mask[3, 4:] = 0.0
+    logits.requires_grad_(True)
+    loss = any_category_bce(logits, targets, mask)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    expected = (
+        bce(torch.tensor(1.0), torch.tensor(0.0))
+        + bce(torch.tensor(2.0), torch.tensor(1.0))
+        + bce(torch.tensor(-3.0), torch.tensor(1.0))
+    ) / 3
+    assert float(loss) == pytest.approx(float(expected))
+    loss.backward()
+    assert logits.grad is not None
+    # only each counted text's top category gets a gradient
+    assert torch.count_nonzero(logits.grad[0]) == 1 and logits.grad[0, 2] > 0
+    assert torch.count_nonzero(logits.grad[2]) == 0
+    # nothing known: a zero loss, not a division by zero
+    assert float(any_category_bce(logits, targets, torch.zeros(4, n))) == 0.0
 
 
 def test_distill_loss_mixes_labels_and_teacher_scores() -> None:
