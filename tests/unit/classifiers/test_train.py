@@ -364,13 +364,9 @@ def test_steps_within_budget() -> None:
     assert steps_within_budget(0, 0.0, 300.0, 1000) == 1000  # no pace yet
 
 
-def test_a_run_slower_than_its_budget_anneals_inside_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A fake clock: every reading is one second after the last, so a step
-    # takes 1-2 s and 60 planned steps cannot fit a 30 s budget. Training
-    # must then end its LR decay early (LR 0 at the last step) rather than
-    # stop mid-decay.
+@pytest.fixture
+def tiny_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fit`` starts from a one-layer 16-wide encoder instead of the real base model."""
     from classifiers import modeling
 
     monkeypatch.setattr(
@@ -378,6 +374,16 @@ def test_a_run_slower_than_its_budget_anneals_inside_it(
         "load_pretrained",
         lambda n, dropout: build_from_config(_tiny_encoder_config(1), n, dropout),
     )
+
+
+@pytest.mark.usefixtures("tiny_pretrained")
+def test_a_run_slower_than_its_budget_anneals_inside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fake clock: every reading is one second after the last, so a step
+    # takes 1-2 s and 60 planned steps cannot fit a 30 s budget. Training
+    # must then end its LR decay early (LR 0 at the last step) rather than
+    # stop mid-decay.
     clock = iter(range(10**6))
     monkeypatch.setattr(train_module.time, "monotonic", lambda: float(next(clock)))
     monkeypatch.setattr(train_module, "BUDGET_CHECK_FROM", 4)
@@ -399,19 +405,11 @@ def test_a_run_slower_than_its_budget_anneals_inside_it(
     assert log[-1]["lr"] == 0.0
 
 
-def test_fit_with_any_weight_lowers_benign_texts_worst_category(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("tiny_pretrained")
+def test_fit_with_any_weight_lowers_benign_texts_worst_category(tmp_path: Path) -> None:
     # Same tiny model, data and seed; only train.any_weight differs. The term
     # pushes down each benign text's highest category, so after training the
     # benign texts' maximum score must be lower with it than without.
-    from classifiers import modeling
-
-    monkeypatch.setattr(
-        modeling,
-        "load_pretrained",
-        lambda n, dropout: build_from_config(_tiny_encoder_config(1), n, dropout),
-    )
     all_zero = {c: 0 for c in CATEGORIES}
     docs = [
         Doc([[5 + i % 40, 6, 7]], *label_arrays({**all_zero, "hate": int(i % 4 == 0)}), "t")
